@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install what building and testing k1s needs on Debian 12. Idempotent; run as root.
+set -eu
+
+need=""
+for pkg in curl ca-certificates gcc pkg-config etcd-server jq; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    echo "setup: installing$need"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # etcd-server is the peer for the write-path benchmark; do not leave it running
+    apt-get install -y -qq --no-install-recommends $need
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+        systemctl stop etcd || true
+    fi
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "setup: kubectl (1.32 or newer) must be on PATH for the end-to-end tests" >&2
+    exit 1
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo (Rust 1.85 or newer) must be on PATH" >&2
+    exit 1
+fi

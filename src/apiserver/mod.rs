@@ -1,0 +1,255 @@
+//! The Kubernetes API over HTTP: request parsing, authentication and authorization,
+//! discovery, OpenAPI, the verbs on every resource, subresources, watch streams and Table
+//! output. Handlers parse the request and call the registry; they never touch the store.
+//!
+//! `ApiServer::handle` is the whole router. The HTTPS listener (`serve`) and the in-process
+//! `kube::Client` (`crate::client`) both call it, so both see the same semantics.
+
+pub mod auth;
+pub mod discovery;
+mod handlers;
+pub mod openapi;
+pub mod patch;
+pub mod printers;
+pub mod request;
+pub mod response;
+pub mod serve;
+mod subresources;
+mod watch;
+
+use crate::registry::{ApiError, Registry};
+use auth::{Attributes, Authorizer, UserInfo};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use request::{Query, RequestInfo};
+use response::{Body, Format};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Request bodies above this get 413 without being read whole.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The Kubernetes version k1s serves.
+pub const KUBE_MINOR: &str = "33";
+pub const KUBE_VERSION: &str = "v1.33.0";
+
+pub struct ApiServer {
+    registry: Registry,
+    openapi: openapi::OpenApi,
+    authorizer: Arc<dyn Authorizer>,
+    /// host:port clients reach the API on (for /api serverAddressByClientCIDRs)
+    server_address: String,
+    ready: AtomicBool,
+}
+
+impl ApiServer {
+    pub fn new(registry: Registry, authorizer: Arc<dyn Authorizer>, server_address: String) -> Arc<ApiServer> {
+        let kinds: Vec<openapi::ServedKind> = registry
+            .catalog()
+            .snapshot()
+            .resources
+            .iter()
+            .map(|r| openapi::ServedKind {
+                group: r.group.clone(),
+                version: r.version.clone(),
+                kind: r.kind.clone(),
+                plural: r.plural.clone(),
+                namespaced: r.namespaced,
+                verbs: r.verbs.clone(),
+                subresources: r.subresources.clone(),
+            })
+            .collect();
+        Arc::new(ApiServer {
+            registry,
+            openapi: openapi::OpenApi::new(&kinds),
+            authorizer,
+            server_address,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// `/readyz` answers ok from now on.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Serve one request. `user` is None for an unauthenticated client.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, user: Option<UserInfo>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let resp = match self.route(req, user.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => response::error_response(&e),
+        };
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+        resp
+    }
+
+    async fn route<B>(self: &Arc<Self>, req: Request<B>, user: Option<&UserInfo>) -> Result<Response<Body>, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = req.uri().path().to_string();
+        let query = Query::parse(req.uri().query());
+        let info = request::parse(req.method(), &path, &query);
+        let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+            || path.starts_with("/healthz/")
+            || path.starts_with("/livez/")
+            || path.starts_with("/readyz/");
+        let user = match user {
+            Some(u) => u.clone(),
+            None if public => UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] },
+            None => return Err(ApiError::unauthorized()),
+        };
+        if !public {
+            let attrs = Attributes {
+                verb: if info.is_resource_request { &info.verb } else { req.method().as_str() },
+                group: &info.group,
+                resource: &info.resource,
+                subresource: info.subresource.as_deref(),
+                namespace: info.namespace.as_deref(),
+                name: info.name.as_deref(),
+                path: &path,
+            };
+            if self.authorizer.authorize(&user, &attrs).is_err() {
+                return Err(ApiError::forbidden(auth::forbidden_message(&user, &attrs)));
+            }
+        }
+        let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(String::from);
+        if info.is_resource_request {
+            let fmt = response::negotiate(accept.as_deref())?;
+            return handlers::resource(self, req, info, query, fmt, &user).await;
+        }
+        self.non_resource(&path, req.method(), &query, accept.as_deref(), &info)
+    }
+
+    fn non_resource(&self, path: &str, method: &Method, query: &Query, accept: Option<&str>, _info: &RequestInfo) -> Result<Response<Body>, ApiError> {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})")));
+        }
+        let cat = self.registry.catalog().snapshot();
+        let ok = |v: Value| Ok(response::json_response(StatusCode::OK, &v, Format::Json));
+        let trimmed = path.trim_end_matches('/');
+        match trimmed {
+            "/healthz" | "/livez" => return Ok(health(query, true)),
+            "/readyz" => return Ok(health(query, self.ready.load(Ordering::SeqCst))),
+            "/version" => return ok(version()),
+            "/openapi/v2" => return Ok(response::bytes_response(StatusCode::OK, "application/json", self.openapi.v2_document().as_ref().clone())),
+            "/openapi/v3" => {
+                self.openapi.set_custom(&self.custom_crds());
+                return ok(self.openapi.v3_index());
+            }
+            _ => {}
+        }
+        if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
+            self.openapi.set_custom(&self.custom_crds());
+            return match self.openapi.v3_document(rest) {
+                Some(doc) => Ok(response::bytes_response(StatusCode::OK, "application/json", doc.as_ref().clone())),
+                None => Err(ApiError::not_found_path()),
+            };
+        }
+        let fmt = response::negotiate(accept)?;
+        let parts: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["api"] if fmt == Format::Aggregated => Ok(aggregated(discovery::aggregated(&cat, true))),
+            ["api"] => ok(discovery::api_versions(&self.server_address)),
+            ["apis"] if fmt == Format::Aggregated => Ok(aggregated(discovery::aggregated(&cat, false))),
+            ["apis"] => ok(discovery::group_list(&cat)),
+            ["api", v] => discovery::resource_list(&cat, "", v).map_or_else(|| Err(ApiError::not_found_path()), ok),
+            ["apis", g] => discovery::group(&cat, g).map_or_else(|| Err(ApiError::not_found_path()), ok),
+            ["apis", g, v] => discovery::resource_list(&cat, g, v).map_or_else(|| Err(ApiError::not_found_path()), ok),
+            [""] => ok(json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]})),
+            _ => Err(ApiError::not_found_path()),
+        }
+    }
+
+    /// The CRDs the catalog serves, for the OpenAPI documents.
+    fn custom_crds(&self) -> Vec<Value> {
+        // the catalog keeps the schemas; rebuild CRD-shaped values from it
+        let cat = self.registry.catalog().snapshot();
+        let mut out: Vec<Value> = vec![];
+        for r in cat.resources.iter().filter(|r| r.is_custom()) {
+            let c = r.custom.as_ref().expect("custom");
+            out.push(json!({
+                "spec": {
+                    "group": r.group,
+                    "names": {"kind": r.kind, "plural": r.plural, "singular": r.singular, "listKind": r.list_kind},
+                    "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                    "versions": [{"name": r.version, "served": true, "storage": c.storage_version == r.version,
+                                  "schema": {"openAPIV3Schema": c.schema.clone().unwrap_or(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}))}}],
+                }
+            }));
+        }
+        out
+    }
+}
+
+fn aggregated(v: Value) -> Response<Body> {
+    response::bytes_response(
+        StatusCode::OK,
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        serde_json::to_vec(&v).unwrap_or_default(),
+    )
+}
+
+fn health(query: &Query, ok: bool) -> Response<Body> {
+    let status = if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let body = if query.get("verbose").is_some() {
+        let mark = if ok { "[+]" } else { "[-]" };
+        format!("[+]ping ok\n[+]etcd ok\n{mark}informer-sync ok\n{}\n", if ok { "check passed" } else { "check failed" })
+    } else if ok {
+        "ok".to_string()
+    } else {
+        "not ready".to_string()
+    };
+    response::bytes_response(status, "text/plain; charset=utf-8", body)
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR,
+        "emulationMajor": "1",
+        "emulationMinor": KUBE_MINOR,
+        "gitVersion": format!("{}+k1s-{}", KUBE_VERSION, env!("CARGO_PKG_VERSION")),
+        "gitCommit": option_env!("K1S_GIT_COMMIT").unwrap_or("unknown"),
+        "gitTreeState": "clean",
+        "buildDate": option_env!("K1S_BUILD_DATE").unwrap_or("1970-01-01T00:00:00Z"),
+        "goVersion": "rustc",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", crate::arch()),
+    })
+}
+
+/// Read a request body up to `MAX_BODY`, answering 413 beyond it without reading the rest.
+pub async fn read_body<B>(headers: &http::HeaderMap, body: B) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::too_large());
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    }
+}

@@ -1,0 +1,22 @@
+//! k1s: a Kubernetes distribution in one binary. See DESIGN.md for the map; `server` is the
+//! composition root.
+
+pub mod apiserver;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod controllers;
+pub mod pki;
+pub mod registry;
+pub mod server;
+pub mod store;
+
+/// The machine architecture in Kubernetes' spelling (amd64, arm64, arm).
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}

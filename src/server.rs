@@ -1,0 +1,158 @@
+//! `k1s server`: the composition root of the control plane. Builds the store, registry, PKI
+//! and API server, starts them in order on readiness (never on sleeps), writes the admin
+//! kubeconfig once the API answers, and stops everything in reverse on shutdown.
+
+use crate::apiserver::{auth::MastersOnly, serve, ApiServer};
+use crate::cli::ServerArgs;
+use crate::pki::{Pki, PkiConfig};
+use crate::registry::{Catalog, Registry};
+use crate::store::Store;
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Namespaces every cluster has.
+const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// A started server; `shutdown` stops it.
+pub struct Running {
+    pub api: Arc<ApiServer>,
+    pub addr: SocketAddr,
+    pub client: kube::Client,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    store: Store,
+}
+
+impl Running {
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stop accepting, stop background tasks, flush the store.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("background tasks did not stop within 10s");
+            self.tasks.abort_all();
+        }
+        self.store.close().await.context("flushing the store")?;
+        Ok(())
+    }
+}
+
+/// The node's primary address: the source address of the default route, found without
+/// sending anything.
+pub fn primary_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("10.255.255.255:1").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// Start the control plane. `listener` is bound by the caller when given (tests use port 0).
+pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::Result<Running> {
+    let started = std::time::Instant::now();
+    let server_dir = args.data_dir.join("server");
+    std::fs::create_dir_all(&server_dir).with_context(|| format!("creating {}", server_dir.display()))?;
+
+    let store = Store::open_sled(&server_dir.join("db"), args.datastore_cache_mb * 1024 * 1024)
+        .with_context(|| format!("opening the store in {}", server_dir.join("db").display()))?;
+    let catalog = Arc::new(Catalog::new());
+    let registry = Registry::new(store.clone(), catalog);
+    registry.refresh_crds().await.map_err(|e| anyhow::anyhow!("loading custom resource definitions: {e}"))?;
+
+    let node_ip = args.advertise_address.or_else(primary_ip);
+    let mut sans: Vec<String> = args.tls_san.clone();
+    if let Some(ip) = node_ip {
+        sans.push(ip.to_string());
+    }
+    if let Ok(h) = nix::unistd::gethostname() {
+        sans.push(h.to_string_lossy().into_owned());
+    }
+    let service_ip = first_ip(&args.service_cidr);
+    let pki = Pki::load_or_create(&PkiConfig {
+        dir: server_dir.join("tls"),
+        sans,
+        service_ip,
+        cluster_domain: args.cluster_domain.clone(),
+    })
+    .context("setting up certificates")?;
+    let tls = pki.server_config().context("building the TLS configuration")?;
+
+    let listener = match listener {
+        Some(l) => l,
+        None => {
+            let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+            TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?
+        }
+    };
+    let addr = listener.local_addr()?;
+    let advertise = format!("{}:{}", node_ip.map(|i| i.to_string()).unwrap_or_else(|| "127.0.0.1".into()), addr.port());
+    let api = ApiServer::new(registry, Arc::new(MastersOnly), advertise);
+
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(serve::serve(listener, tls, api.clone(), cancel.clone()));
+    let compactor = store.spawn_compactor(Duration::from_secs(60), Duration::from_secs(300), cancel.clone());
+    tasks.spawn(async move {
+        let _ = compactor.await;
+    });
+
+    let client = crate::client::in_process(api.clone(), crate::client::server_identity());
+    ensure_namespaces(&client).await?;
+    tasks.spawn(crate::controllers::namespace::run(client.clone(), cancel.clone()));
+    api.set_ready();
+
+    let kubeconfig = pki.admin_kubeconfig(&format!("https://127.0.0.1:{}", addr.port()));
+    if let Some(dir) = args.write_kubeconfig.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    crate::pki::write_file_atomic(&args.write_kubeconfig, kubeconfig.as_bytes(), args.write_kubeconfig_mode)
+        .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
+    tracing::info!(%addr, kubeconfig = %args.write_kubeconfig.display(), elapsed = ?started.elapsed(), "k1s server is ready");
+    Ok(Running { api, addr, client, cancel, tasks, store })
+}
+
+fn first_ip(net: &ipnetwork::IpNetwork) -> IpAddr {
+    match net {
+        ipnetwork::IpNetwork::V4(n) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.network()) + 1)),
+        ipnetwork::IpNetwork::V6(n) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.network()) + 1)),
+    }
+}
+
+async fn ensure_namespaces(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for name in DEFAULT_NAMESPACES {
+        if api.get_opt(name).await.with_context(|| format!("reading namespace {name}"))?.is_some() {
+            continue;
+        }
+        let ns = Namespace { metadata: kube::api::ObjectMeta { name: Some(name.to_string()), ..Default::default() }, ..Default::default() };
+        match api.create(&PostParams { field_manager: Some("k1s".into()), ..Default::default() }, &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).with_context(|| format!("creating namespace {name}")),
+        }
+    }
+    Ok(())
+}
+
+/// Run until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let running = start(&args, None).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let cancel = running.cancel_token();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+        _ = term.recv() => tracing::info!("terminated, shutting down"),
+        _ = cancel.cancelled() => tracing::warn!("a critical task asked for shutdown"),
+    }
+    running.shutdown().await
+}
