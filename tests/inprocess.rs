@@ -86,7 +86,7 @@ async fn bookmarks_and_initial_events() {
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     api.create(&PostParams::default(), &cm("a")).await.unwrap();
     // streaming list (sendInitialEvents) as watcher's streaming mode uses it
-    let wp = WatchParams::default().streaming_lists().timeout(1);
+    let wp = WatchParams::streaming_lists().timeout(1);
     let mut w = api.watch(&wp, "").await.unwrap().boxed();
     let mut saw_added = false;
     let mut saw_end = false;

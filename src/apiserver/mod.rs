@@ -233,7 +233,9 @@ pub fn version() -> Value {
     })
 }
 
-/// Read a request body up to `MAX_BODY`, answering 413 beyond it without reading the rest.
+/// Read a request body up to `MAX_BODY`, answering 413 beyond it without buffering the rest.
+/// The rest is read and thrown away in the background (up to a bound), so HTTP/2 clients get
+/// the 413 instead of a reset stream.
 pub async fn read_body<B>(headers: &http::HeaderMap, body: B) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -243,13 +245,38 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let mut body = body;
     if declared.is_some_and(|n| n > MAX_BODY) {
+        drain(body);
         return Err(ApiError::too_large());
     }
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large()),
-        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {}", e.into())))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                drain(body);
+                return Err(ApiError::too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
+}
+
+/// Discard up to 64 MiB more of a refused body, then drop it.
+fn drain<B>(mut body: B)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    tokio::spawn(async move {
+        let mut left: usize = 64 << 20;
+        while let Some(Ok(frame)) = body.frame().await {
+            match frame.into_data() {
+                Ok(d) if d.len() < left => left -= d.len(),
+                Ok(_) => return,
+                Err(_) => {}
+            }
+        }
+    });
 }

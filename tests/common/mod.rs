@@ -64,7 +64,7 @@ impl TestServer {
         }
         let text = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
         let server = text.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server line");
-        self.port = server.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port");
+        self.port = server.trim_matches('"').rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port");
     }
 
     pub fn log(&self) -> String {

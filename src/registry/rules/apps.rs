@@ -25,7 +25,10 @@ pub fn validate_apps(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Er
         }
         if let Some(o) = old {
             if !json::same(obj, o, "data") {
-                errs.push(json::immutable("data", "runtime.RawExtension{}".to_string()));
+                errs.push(json::immutable(
+                    "data",
+                    "runtime.RawExtension{}".to_string(),
+                ));
             }
         }
         return true;
@@ -35,7 +38,12 @@ pub fn validate_apps(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Er
     let old_spec = old.map(|o| json::get(o, "spec").unwrap_or(&empty));
     let kind_lc = kind.to_lowercase();
     validate_selector_and_template(spec, &kind_lc, errs);
-    nonneg_fields(spec, "spec", &["replicas", "minReadySeconds", "revisionHistoryLimit"], errs);
+    nonneg_fields(
+        spec,
+        "spec",
+        &["replicas", "minReadySeconds", "revisionHistoryLimit"],
+        errs,
+    );
     match kind {
         "Deployment" => validate_deployment(spec, errs),
         "StatefulSet" => validate_statefulset(spec, old_spec, errs),
@@ -67,7 +75,11 @@ fn validate_selector_and_template(spec: &Value, kind_lc: &str, errs: &mut Errs) 
             meta::validate_label_selector(s, "spec.selector", errs);
             let ok = errs.len() == before;
             if s.is_object() && meta::selector_is_empty(s) {
-                let what = if kind_lc == "replicaset" { "deployment" } else { kind_lc };
+                let what = if kind_lc == "replicaset" {
+                    "deployment"
+                } else {
+                    kind_lc
+                };
                 errs.push(json::invalid(
                     "spec.selector",
                     render::go_label_selector(Some(s)),
@@ -134,7 +146,13 @@ fn int_or_percent_value(v: IntOrStr) -> Option<i64> {
 }
 
 /// Upstream `ValidatePositiveIntOrPercent` + `IsNotMoreThan100Percent`.
-pub fn validate_int_or_percent(v: &Value, k: &str, base: &str, max100: bool, errs: &mut Errs) -> Option<i64> {
+pub fn validate_int_or_percent(
+    v: &Value,
+    k: &str,
+    base: &str,
+    max100: bool,
+    errs: &mut Errs,
+) -> Option<i64> {
     let p = child(base, k);
     let x = json::int_or_str(v, k, base, errs)?;
     let shown = render::value(json::get(v, k).unwrap_or(&Value::Null));
@@ -188,13 +206,23 @@ fn validate_deployment(spec: &Value, errs: &mut Errs) {
                 }
             }
         },
-        other => errs.push(json::not_supported(sp, other, &["Recreate", "RollingUpdate"])),
+        other => errs.push(json::not_supported(
+            sp,
+            other,
+            &["Recreate", "RollingUpdate"],
+        )),
     }
     if let Some(pd) = json::opt_i64(spec, "progressDeadlineSeconds", "spec", errs) {
         if pd < 0 {
-            errs.push(json::invalid_int("spec.progressDeadlineSeconds", pd, json::NONNEG));
+            errs.push(json::invalid_int(
+                "spec.progressDeadlineSeconds",
+                pd,
+                json::NONNEG,
+            ));
         }
-        let mrs = json::get(spec, "minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+        let mrs = json::get(spec, "minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if pd <= mrs {
             errs.push(json::invalid_int(
                 "spec.progressDeadlineSeconds",
@@ -234,7 +262,13 @@ fn validate_statefulset(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
             if let Some(r) = ru {
                 nonneg_fields(r, "spec.updateStrategy.rollingUpdate", &["partition"], errs);
                 if json::get(r, "maxUnavailable").is_some() {
-                    let v = validate_int_or_percent(r, "maxUnavailable", "spec.updateStrategy.rollingUpdate", true, errs);
+                    let v = validate_int_or_percent(
+                        r,
+                        "maxUnavailable",
+                        "spec.updateStrategy.rollingUpdate",
+                        true,
+                        errs,
+                    );
                     if v == Some(0) {
                         errs.push(json::invalid(
                             "spec.updateStrategy.rollingUpdate.maxUnavailable",
@@ -349,17 +383,35 @@ pub fn validate_apps_status(kind: &str, obj: &Value, errs: &mut Errs) {
     }
     let g = |k: &str| json::get(st, k).and_then(Value::as_i64).unwrap_or(0);
     let (msg_r, msg_a) = if kind == "ReplicaSet" {
-        ("cannot be greater than the number of replicas", "cannot be greater than readyReplicas")
+        (
+            "cannot be greater than the number of replicas",
+            "cannot be greater than readyReplicas",
+        )
     } else {
-        ("cannot be greater than status.replicas", "cannot be greater than readyReplicas")
+        (
+            "cannot be greater than status.replicas",
+            "cannot be greater than readyReplicas",
+        )
     };
     if g("readyReplicas") > g("replicas") {
-        errs.push(json::invalid_int("status.readyReplicas", g("readyReplicas"), msg_r));
+        errs.push(json::invalid_int(
+            "status.readyReplicas",
+            g("readyReplicas"),
+            msg_r,
+        ));
     }
     if g("availableReplicas") > g("replicas") {
-        errs.push(json::invalid_int("status.availableReplicas", g("availableReplicas"), msg_r));
+        errs.push(json::invalid_int(
+            "status.availableReplicas",
+            g("availableReplicas"),
+            msg_r,
+        ));
     }
     if g("availableReplicas") > g("readyReplicas") {
-        errs.push(json::invalid_int("status.availableReplicas", g("availableReplicas"), msg_a));
+        errs.push(json::invalid_int(
+            "status.availableReplicas",
+            g("availableReplicas"),
+            msg_a,
+        ));
     }
 }

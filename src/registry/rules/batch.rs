@@ -113,7 +113,9 @@ fn validate_job_spec(spec: &Value, path: &str, errs: &mut Errs) {
     let empty = Value::Object(Map::new());
     let tmpl = tmpl.unwrap_or(&empty);
     core_pod::validate_pod_template(tmpl, &tp, errs);
-    let rp = json::get(tmpl, "spec").map(|s| json::s(s, "restartPolicy")).unwrap_or("");
+    let rp = json::get(tmpl, "spec")
+        .map(|s| json::s(s, "restartPolicy"))
+        .unwrap_or("");
     if rp != "OnFailure" && rp != "Never" {
         errs.push(json::not_supported(
             &child(&tp, "spec.restartPolicy"),
@@ -142,7 +144,9 @@ fn validate_job_update(spec: &Value, old: &Value, started: bool, errs: &mut Errs
         }
     }
     let empty = Value::Object(Map::new());
-    let mut new_t = json::get(spec, "template").cloned().unwrap_or(empty.clone());
+    let mut new_t = json::get(spec, "template")
+        .cloned()
+        .unwrap_or(empty.clone());
     let mut old_t = json::get(old, "template").cloned().unwrap_or(empty);
     let suspended = json::get(old, "suspend").and_then(Value::as_bool) == Some(true);
     if suspended && !started {
@@ -201,7 +205,8 @@ fn validate_cronjob_spec(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
                     tz,
                     "timeZone must be nil or non-empty string",
                 ));
-            } else if tz.contains(' ') || tz.starts_with('/') || tz.contains("..") || tz == "Local" {
+            } else if tz.contains(' ') || tz.starts_with('/') || tz.contains("..") || tz == "Local"
+            {
                 errs.push(json::invalid_str(
                     "spec.timeZone",
                     tz,

@@ -1,12 +1,12 @@
 //! Container validation: names, images, ports, env, resources, probes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::json::{self, child, index, key, Errs, IntOrStr};
+use super::core_resources::validate_resources;
+use super::json::{self, child, index, Errs, IntOrStr};
 use super::names;
-use super::quantity::Quantity;
 
 /// Which list a container belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,11 @@ fn validate_ports(c: &Value, path: &str, ctx: &mut Ctx, errs: &mut Errs) {
         if proto.is_empty() {
             errs.push(json::required(&child(&ip, "protocol"), ""));
         } else if !PROTOCOLS.contains(&proto) {
-            errs.push(json::not_supported(&child(&ip, "protocol"), proto, PROTOCOLS));
+            errs.push(json::not_supported(
+                &child(&ip, "protocol"),
+                proto,
+                PROTOCOLS,
+            ));
         }
         if hp != 0 {
             let host_ip = json::str_or(p, "hostIP", &ip, errs);
@@ -207,7 +211,12 @@ fn validate_env(c: &Value, path: &str, errs: &mut Errs) {
         let value = json::str_or(e, "value", &ip, errs);
         if let Some(vf) = json::opt_objv(e, "valueFrom", &ip, errs) {
             let vp = child(&ip, "valueFrom");
-            let sources = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"];
+            let sources = [
+                "fieldRef",
+                "resourceFieldRef",
+                "configMapKeyRef",
+                "secretKeyRef",
+            ];
             let present: Vec<&str> = sources
                 .iter()
                 .copied()
@@ -274,7 +283,11 @@ fn validate_mounts(c: &Value, path: &str, ctx: &Ctx, errs: &mut Errs) {
             errs.push(json::required(&child(&ip, "mountPath"), ""));
         }
         if !points.insert(mount.to_string()) {
-            errs.push(json::invalid_str(&child(&ip, "mountPath"), mount, "must be unique"));
+            errs.push(json::invalid_str(
+                &child(&ip, "mountPath"),
+                mount,
+                "must be unique",
+            ));
         }
         if let Some(sp) = json::opt_str(m, "subPath", &ip, errs).filter(|s| !s.is_empty()) {
             validate_local_descending_path(sp, &child(&ip, "subPath"), errs);
@@ -290,110 +303,6 @@ pub fn validate_local_descending_path(p: &str, path: &str, errs: &mut Errs) {
     }
     if p.split(['/', '\\']).any(|seg| seg == "..") {
         errs.push(json::invalid_str(path, p, "must not contain '..'"));
-    }
-}
-
-fn is_standard_container_resource(n: &str) -> bool {
-    matches!(n, "cpu" | "memory" | "ephemeral-storage") || n.starts_with("hugepages-")
-}
-
-fn overcommit_allowed(n: &str) -> bool {
-    let native = !n.contains('/') || n.contains("kubernetes.io/");
-    native && !n.starts_with("hugepages-")
-}
-
-/// Parse and check a `ResourceList` member; returns the parsed entries.
-pub fn resource_list<'a>(
-    v: &'a Value,
-    k: &str,
-    base: &str,
-    container: bool,
-    errs: &mut Errs,
-) -> HashMap<&'a str, (Quantity, &'a str)> {
-    let lp = child(base, k);
-    let mut out = HashMap::new();
-    let Some(m) = json::opt_obj(v, k, base, errs) else {
-        return out;
-    };
-    for (name, q) in m {
-        let fp = key(&lp, name);
-        for msg in names::is_qualified_name(name) {
-            errs.push(json::invalid_str(&fp, name, &msg));
-        }
-        if container && !name.contains('/') && !is_standard_container_resource(name) {
-            errs.push(json::invalid_str(&fp, name, "must be a standard resource for containers"));
-        }
-        let text = match q {
-            Value::String(s) => s.as_str(),
-            Value::Number(_) => {
-                // Numbers are accepted by the quantity decoder.
-                match Quantity::parse(&q.to_string()) {
-                    Ok(parsed) => {
-                        if parsed.is_negative() {
-                            errs.push(json::invalid(&fp, q.to_string(), json::NONNEG));
-                        }
-                        out.insert(name.as_str(), (parsed, ""));
-                    }
-                    Err(e) => errs.push(json::invalid(&fp, q.to_string(), &e)),
-                }
-                continue;
-            }
-            other => {
-                errs.push(json::type_error(&fp, other, "must be a quantity string"));
-                continue;
-            }
-        };
-        match Quantity::parse(text) {
-            Ok(parsed) => {
-                if parsed.is_negative() {
-                    errs.push(json::invalid_str(&fp, text, json::NONNEG));
-                }
-                out.insert(name.as_str(), (parsed, text));
-            }
-            Err(e) => errs.push(json::invalid_str(&fp, text, &e)),
-        }
-    }
-    out
-}
-
-fn validate_resources(c: &Value, path: &str, errs: &mut Errs) {
-    let Some(r) = json::opt_objv(c, "resources", path, errs) else {
-        return;
-    };
-    let rp = child(path, "resources");
-    let limits = resource_list(r, "limits", &rp, true, errs);
-    let requests = resource_list(r, "requests", &rp, true, errs);
-    let mut names_sorted: Vec<&&str> = requests.keys().collect();
-    names_sorted.sort();
-    for name in names_sorted {
-        let (req, req_text) = &requests[*name];
-        let shown = if req_text.is_empty() {
-            req.to_f64().to_string()
-        } else {
-            req_text.to_string()
-        };
-        match limits.get(*name) {
-            Some((lim, lim_text)) => {
-                if req != lim && !overcommit_allowed(name) {
-                    errs.push(json::invalid_str(
-                        &child(&rp, "requests"),
-                        &shown,
-                        &format!("must be equal to {name} limit of {lim_text}"),
-                    ));
-                } else if req > lim {
-                    errs.push(json::invalid_str(
-                        &child(&rp, "requests"),
-                        &shown,
-                        &format!("must be less than or equal to {name} limit of {lim_text}"),
-                    ));
-                }
-            }
-            None if !overcommit_allowed(name) => errs.push(json::required(
-                &child(&rp, "limits"),
-                "Limit must be set for non overcommitable resources",
-            )),
-            None => {}
-        }
     }
 }
 
@@ -429,7 +338,10 @@ pub fn validate_handler(h: &Value, path: &str, lifecycle: bool, errs: &mut Errs)
         count += 1;
         let ap = child(path, k);
         if count > 1 {
-            errs.push(json::forbidden(&ap, "may not specify more than 1 handler type"));
+            errs.push(json::forbidden(
+                &ap,
+                "may not specify more than 1 handler type",
+            ));
             continue;
         }
         match *k {
@@ -455,7 +367,11 @@ pub fn validate_handler(h: &Value, path: &str, lifecycle: bool, errs: &mut Errs)
             _ => {
                 let secs = json::opt_i64(a, "seconds", &ap, errs).unwrap_or(0);
                 if secs < 0 {
-                    errs.push(json::invalid_int(&child(&ap, "seconds"), secs, json::NONNEG));
+                    errs.push(json::invalid_int(
+                        &child(&ap, "seconds"),
+                        secs,
+                        json::NONNEG,
+                    ));
                 }
             }
         }

@@ -50,7 +50,7 @@ pub fn validate_core(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Er
 /// Decoded length of a base64 string, or `None` if it is not base64.
 pub fn base64_len(s: &str) -> Option<usize> {
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let pad = b.iter().rev().take_while(|c| **c == b'=').count();
@@ -131,7 +131,10 @@ fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     meta::validate_meta_for(obj, old, NameRule::Subdomain, errs);
     if let Some(o) = old {
         if !json::same(obj, o, "type") {
-            errs.push(json::immutable("type", render::value(json::get(obj, "type").unwrap_or(&Value::Null))));
+            errs.push(json::immutable(
+                "type",
+                render::value(json::get(obj, "type").unwrap_or(&Value::Null)),
+            ));
         }
         check_immutable(obj, o, &["data"], errs);
     }
@@ -154,26 +157,18 @@ fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                 ));
             }
         }
-        "kubernetes.io/dockercfg" => {
-            if !has(".dockercfg") {
-                errs.push(json::required("data[.dockercfg]", ""));
-            }
+        "kubernetes.io/dockercfg" if !has(".dockercfg") => {
+            errs.push(json::required("data[.dockercfg]", ""));
         }
-        "kubernetes.io/dockerconfigjson" => {
-            if !has(".dockerconfigjson") {
-                errs.push(json::required("data[.dockerconfigjson]", ""));
-            }
+        "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
+            errs.push(json::required("data[.dockerconfigjson]", ""));
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.push(json::required("data[username]", ""));
-                errs.push(json::required("data[password]", ""));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.push(json::required("data[username]", ""));
+            errs.push(json::required("data[password]", ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if !has("ssh-privatekey") {
-                errs.push(json::required("data[ssh-privatekey]", ""));
-            }
+        "kubernetes.io/ssh-auth" if !has("ssh-privatekey") => {
+            errs.push(json::required("data[ssh-privatekey]", ""));
         }
         "kubernetes.io/tls" => {
             if !has("tls.crt") {
@@ -212,7 +207,9 @@ pub fn validate_namespace_status(obj: &Value, errs: &mut Errs) {
     let deleting = json::get(obj, "metadata")
         .and_then(|m| json::get(m, "deletionTimestamp"))
         .is_some();
-    let phase = json::get(obj, "status").map(|s| json::s(s, "phase")).unwrap_or("");
+    let phase = json::get(obj, "status")
+        .map(|s| json::s(s, "phase"))
+        .unwrap_or("");
     if !deleting && phase != "Active" {
         errs.push(json::invalid_str(
             "status.Phase",
@@ -269,7 +266,11 @@ fn validate_event(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             if v.is_empty() {
                 errs.push(json::required(f, ""));
             } else if v.len() > max {
-                errs.push(json::invalid_str(f, "", &format!("can have at most {max} characters")));
+                errs.push(json::invalid_str(
+                    f,
+                    "",
+                    &format!("can have at most {max} characters"),
+                ));
             }
         }
     }
@@ -311,19 +312,24 @@ fn validate_node(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             errs.push(json::not_supported(&child(&ip, "effect"), e, &ok));
         }
         if !seen.insert((k.to_string(), e.to_string())) {
-            errs.push(json::duplicate(
-                &ip,
-                format!("{}", render::value(t)),
-            ));
+            errs.push(json::duplicate(&ip, render::value(t).to_string()));
         }
     }
     let cidr = json::str_or(spec, "podCIDR", "spec", errs);
     if !cidr.is_empty() && cidr.parse::<ipnetwork::IpNetwork>().is_err() {
-        errs.push(json::invalid_str("spec.podCIDR", cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"));
+        errs.push(json::invalid_str(
+            "spec.podCIDR",
+            cidr,
+            "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+        ));
     }
     for (i, c) in json::str_list(spec, "podCIDRs", "spec", errs) {
         if c.parse::<ipnetwork::IpNetwork>().is_err() {
-            errs.push(json::invalid_str(&index("spec.podCIDRs", i), c, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"));
+            errs.push(json::invalid_str(
+                &index("spec.podCIDRs", i),
+                c,
+                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            ));
         }
     }
     json::opt_bool(spec, "unschedulable", "spec", errs);
@@ -355,7 +361,11 @@ fn validate_endpoints(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                 let ap = index(&lp, j);
                 let ip = json::str_or(a, "ip", &ap, errs);
                 if ip.parse::<std::net::IpAddr>().is_err() {
-                    errs.push(json::invalid_str(&child(&ap, "ip"), ip, "must be a valid IP address"));
+                    errs.push(json::invalid_str(
+                        &child(&ap, "ip"),
+                        ip,
+                        "must be a valid IP address",
+                    ));
                 }
             }
         }
@@ -371,7 +381,13 @@ fn validate_endpoints(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             for m in names::is_valid_port_num(port) {
                 errs.push(json::invalid_int(&child(&ip, "port"), port, &m));
             }
-            super::core_container::enum_required(p, "protocol", &ip, super::core_container::PROTOCOLS, errs);
+            super::core_container::enum_required(
+                p,
+                "protocol",
+                &ip,
+                super::core_container::PROTOCOLS,
+                errs,
+            );
         }
     }
 }
@@ -402,16 +418,22 @@ fn validate_rc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         Some(t) => {
             let labels = core_pod::template_labels(Some(t));
             if !selector.is_empty()
-                && !selector.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                && !selector
+                    .iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
             {
                 errs.push(json::invalid(
                     "spec.template.metadata.labels",
-                    render::go_string_map(json::get(t, "metadata").and_then(|m| json::get(m, "labels"))),
+                    render::go_string_map(
+                        json::get(t, "metadata").and_then(|m| json::get(m, "labels")),
+                    ),
                     "`selector` does not match template `labels`",
                 ));
             }
             core_pod::validate_pod_template(t, "spec.template", errs);
-            let rp = json::get(t, "spec").map(|s| json::s(s, "restartPolicy")).unwrap_or("");
+            let rp = json::get(t, "spec")
+                .map(|s| json::s(s, "restartPolicy"))
+                .unwrap_or("");
             if rp != "Always" {
                 errs.push(json::not_supported(
                     "spec.template.spec.restartPolicy",

@@ -115,7 +115,11 @@ fn validate_tolerations(spec: &Value, base: &str, errs: &mut Errs) {
             "Equal" | "" => {
                 let msgs = names::is_valid_label_value(value);
                 if !msgs.is_empty() {
-                    errs.push(json::invalid_str(&child(&ip, "operator"), value, &msgs.join(";")));
+                    errs.push(json::invalid_str(
+                        &child(&ip, "operator"),
+                        value,
+                        &msgs.join(";"),
+                    ));
                 }
             }
             "Exists" => {
@@ -133,7 +137,8 @@ fn validate_tolerations(spec: &Value, base: &str, errs: &mut Errs) {
                 &["Equal", "Exists"],
             )),
         }
-        if !effect.is_empty() && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        if !effect.is_empty() && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect)
+        {
             errs.push(json::not_supported(
                 &child(&ip, "effect"),
                 effect,
@@ -263,7 +268,9 @@ fn validate_pod_update(new: &Value, old: &Value, errs: &mut Errs) {
             }
         }
         let old_grace = json::get(old, "terminationGracePeriodSeconds").and_then(Value::as_i64);
-        let new_grace = m.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+        let new_grace = m
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64);
         if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
             if let Some(g) = json::get(old, "terminationGracePeriodSeconds") {
                 m.insert("terminationGracePeriodSeconds".to_string(), g.clone());
@@ -330,7 +337,9 @@ pub fn validate_pod_status(obj: &Value, errs: &mut Errs) {
     let Some(st) = json::opt_objv(obj, "status", "", errs) else {
         return;
     };
-    if let Some(n) = json::opt_str(st, "nominatedNodeName", "status", errs).filter(|n| !n.is_empty()) {
+    if let Some(n) =
+        json::opt_str(st, "nominatedNodeName", "status", errs).filter(|n| !n.is_empty())
+    {
         for m in names::is_dns1123_subdomain(n) {
             errs.push(json::invalid_str("status.nominatedNodeName", n, &m));
         }
@@ -344,10 +353,18 @@ pub fn validate_pod_status(obj: &Value, errs: &mut Errs) {
         let ipp = index(pp, i);
         let v = json::str_or(ip, "ip", &ipp, errs);
         if v.parse::<std::net::IpAddr>().is_err() {
-            errs.push(json::invalid_str(&child(&ipp, "ip"), v, "must be a valid IP address"));
+            errs.push(json::invalid_str(
+                &child(&ipp, "ip"),
+                v,
+                "must be a valid IP address",
+            ));
         }
     }
-    for list in ["containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"] {
+    for list in [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ] {
         json::obj_items(st, list, "status", errs);
     }
     json::arr(st, "conditions", "status", errs);

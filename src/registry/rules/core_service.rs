@@ -62,7 +62,9 @@ pub fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     match ty {
         "LoadBalancer" | "NodePort" => {
             for (i, p) in &ports {
-                if ty == "LoadBalancer" && json::get(p, "port").and_then(Value::as_i64) == Some(10250) {
+                if ty == "LoadBalancer"
+                    && json::get(p, "port").and_then(Value::as_i64) == Some(10250)
+                {
                     errs.push(json::invalid_int(
                         &index("spec.ports", *i),
                         10250,
@@ -134,7 +136,11 @@ pub fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         if proto.is_empty() {
             errs.push(json::required(&child(&pp, "protocol"), ""));
         } else if !PROTOCOLS.contains(&proto) {
-            errs.push(json::not_supported(&child(&pp, "protocol"), proto, PROTOCOLS));
+            errs.push(json::not_supported(
+                &child(&pp, "protocol"),
+                proto,
+                PROTOCOLS,
+            ));
         }
         if json::get(p, "targetPort").is_some() {
             validate_port_num_or_name(p, "targetPort", &pp, errs);
@@ -156,7 +162,10 @@ pub fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                 ));
             }
             if !seen_node_ports.insert((proto.to_string(), node_port)) {
-                errs.push(json::duplicate(&child(&pp, "nodePort"), node_port.to_string()));
+                errs.push(json::duplicate(
+                    &child(&pp, "nodePort"),
+                    node_port.to_string(),
+                ));
             }
         }
         if !seen_ports.insert((proto.to_string(), port)) {
@@ -264,7 +273,11 @@ fn validate_ip_fields(spec: &Value, ty: &str, errs: &mut Errs) {
     }
     for (i, v) in &ips {
         if *v != "None" && v.parse::<IpAddr>().is_err() {
-            errs.push(json::invalid_str(&index("spec.clusterIPs", *i), v, "must be a valid IP address"));
+            errs.push(json::invalid_str(
+                &index("spec.clusterIPs", *i),
+                v,
+                "must be a valid IP address",
+            ));
         }
     }
     if ips.len() > 2 {
@@ -323,7 +336,9 @@ fn validate_cluster_ip_update(old: &Value, new: &Value, errs: &mut Errs) {
         // Allocated values are carried over from storage by the caller.
         return;
     }
-    let shown = render::value(&Value::Array(n.iter().cloned().map(Value::String).collect()));
+    let shown = render::value(&Value::Array(
+        n.iter().cloned().map(Value::String).collect(),
+    ));
     if o.len() == n.len() {
         for (i, ip) in o.iter().enumerate() {
             if n.get(i) != Some(ip) {

@@ -2,13 +2,19 @@
 
 use serde_json::{Map, Value};
 
-use super::core_container::{enum_optional, resource_list};
+use super::core_container::enum_optional;
+use super::core_resources::resource_list;
 use super::json::{self, child, index, key, Errs};
 use super::meta;
 use super::names::NameRule;
 use super::render;
 
-const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
 const PV_SOURCES: &[&str] = &[
     "gcePersistentDisk",
     "awsElasticBlockStore",
@@ -74,7 +80,11 @@ fn validate_pv(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
     for (name, (q, text)) in &cap {
         if q.is_zero() {
-            errs.push(json::invalid_str(&key("spec.capacity", name), text, "must be greater than zero"));
+            errs.push(json::invalid_str(
+                &key("spec.capacity", name),
+                text,
+                "must be greater than zero",
+            ));
         }
     }
     let n = PV_SOURCES
@@ -82,9 +92,16 @@ fn validate_pv(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
         .filter(|s| json::get(spec, s).is_some())
         .count();
     if n == 0 {
-        errs.push(json::invalid("spec", "{}".to_string(), "must specify a volume type"));
+        errs.push(json::invalid(
+            "spec",
+            "{}".to_string(),
+            "must specify a volume type",
+        ));
     } else if n > 1 {
-        errs.push(json::forbidden("spec", "may not specify more than 1 volume type"));
+        errs.push(json::forbidden(
+            "spec",
+            "may not specify more than 1 volume type",
+        ));
     }
     enum_optional(
         spec,
@@ -174,7 +191,11 @@ fn validate_limit_range(spec: &Value, errs: &mut Errs) {
         let def_req = resource_list(item, "defaultRequest", &ip, false, errs);
         resource_list(item, "maxLimitRequestRatio", &ip, false, errs);
         if t == "Pod" && (!def.is_empty() || !def_req.is_empty()) {
-            let f = if !def.is_empty() { "default" } else { "defaultRequest" };
+            let f = if !def.is_empty() {
+                "default"
+            } else {
+                "defaultRequest"
+            };
             errs.push(json::forbidden(
                 &child(&ip, f),
                 "may not be specified when `type` is 'Pod'",
@@ -197,7 +218,9 @@ fn validate_limit_range(spec: &Value, errs: &mut Errs) {
                     errs.push(json::invalid_str(
                         &key(&child(&ip, "defaultRequest"), k),
                         d_text,
-                        &format!("default request value {d_text} is greater than max value {mx_text}"),
+                        &format!(
+                            "default request value {d_text} is greater than max value {mx_text}"
+                        ),
                     ));
                 }
             }

@@ -80,7 +80,10 @@ fn validate_source(v: &Value, path: &str, errs: &mut Errs) {
         }
         count += 1;
         if count > 1 {
-            errs.push(json::forbidden(&sp, "may not specify more than 1 volume type"));
+            errs.push(json::forbidden(
+                &sp,
+                "may not specify more than 1 volume type",
+            ));
             continue;
         }
         match *src {
@@ -129,10 +132,8 @@ fn validate_source(v: &Value, path: &str, errs: &mut Errs) {
                 validate_mode(s, "defaultMode", &sp, errs);
                 validate_key_items(s, &sp, errs);
             }
-            "persistentVolumeClaim" => {
-                if json::str_or(s, "claimName", &sp, errs).is_empty() {
-                    errs.push(json::required(&child(&sp, "claimName"), ""));
-                }
+            "persistentVolumeClaim" if json::str_or(s, "claimName", &sp, errs).is_empty() => {
+                errs.push(json::required(&child(&sp, "claimName"), ""));
             }
             "nfs" => {
                 if json::str_or(s, "server", &sp, errs).is_empty() {
@@ -142,7 +143,11 @@ fn validate_source(v: &Value, path: &str, errs: &mut Errs) {
                 if p.is_empty() {
                     errs.push(json::required(&child(&sp, "path"), ""));
                 } else if !p.starts_with('/') {
-                    errs.push(json::invalid_str(&child(&sp, "path"), p, "must be an absolute path"));
+                    errs.push(json::invalid_str(
+                        &child(&sp, "path"),
+                        p,
+                        "must be an absolute path",
+                    ));
                 }
             }
             "downwardAPI" => {
@@ -192,10 +197,8 @@ fn validate_source(v: &Value, path: &str, errs: &mut Errs) {
                     }
                 }
             }
-            "csi" => {
-                if json::str_or(s, "driver", &sp, errs).is_empty() {
-                    errs.push(json::required(&child(&sp, "driver"), ""));
-                }
+            "csi" if json::str_or(s, "driver", &sp, errs).is_empty() => {
+                errs.push(json::required(&child(&sp, "driver"), ""));
             }
             _ => {}
         }

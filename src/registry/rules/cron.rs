@@ -32,11 +32,31 @@ const DAYS: &[(&str, u32)] = &[
 ];
 
 const FIELDS: [Bounds; 5] = [
-    Bounds { min: 0, max: 59, names: &[] },
-    Bounds { min: 0, max: 23, names: &[] },
-    Bounds { min: 1, max: 31, names: &[] },
-    Bounds { min: 1, max: 12, names: MONTHS },
-    Bounds { min: 0, max: 6, names: DAYS },
+    Bounds {
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    Bounds {
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    Bounds {
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    Bounds {
+        min: 1,
+        max: 12,
+        names: MONTHS,
+    },
+    Bounds {
+        min: 0,
+        max: 6,
+        names: DAYS,
+    },
 ];
 
 /// Parse a schedule; `Err` carries upstream's message.
@@ -113,7 +133,10 @@ fn parse_go_duration(s: &str) -> bool {
         while i < b.len() && !(b[i].is_ascii_digit() || b[i] == b'.') {
             i += 1;
         }
-        if !matches!(&s[ustart..i], "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h") {
+        if !matches!(
+            &s[ustart..i],
+            "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h"
+        ) {
             return false;
         }
     }
@@ -128,7 +151,9 @@ fn parse_int(expr: &str) -> Result<u32, String> {
         return Err(format!("negative number ({n}) not allowed: {expr}"));
     }
     u32::try_from(n).map_err(|_| {
-        format!("failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range")
+        format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"
+        )
     })
 }
 
@@ -174,7 +199,10 @@ fn get_range(expr: &str, b: &Bounds) -> Result<(), String> {
         ));
     }
     if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
         return Err(format!(

@@ -107,10 +107,16 @@ fn default_job_spec(spec: &mut Value) {
     let has_pfp = has(spec, "podFailurePolicy");
     if let Some(pfp) = existing_obj_mut(spec, "podFailurePolicy") {
         each_obj_mut(pfp, "rules", |r| {
-            each_obj_mut(r, "onPodConditions", |c| set_default_str(c, "status", "True"));
+            each_obj_mut(r, "onPodConditions", |c| {
+                set_default_str(c, "status", "True")
+            });
         });
     }
-    let policy = if has_pfp { "Failed" } else { "TerminatingOrFailed" };
+    let policy = if has_pfp {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
     set_default(spec, "podReplacementPolicy", json!(policy));
 }
 
@@ -126,7 +132,10 @@ fn default_job(obj: &mut Value) {
     }
     if let Some(l) = tmpl_labels {
         if let Some(m) = obj_mut(obj, "metadata") {
-            let empty = m.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty);
+            let empty = m
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
             if empty {
                 if let Some(mm) = m.as_object_mut() {
                     mm.insert("labels".to_string(), l);

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::defaults_service;
 use super::json::{each_obj_mut, existing_obj_mut, obj_mut, s, set_default, set_default_str};
 
 pub fn default_core(_version: &str, kind: &str, obj: &mut Value) {
@@ -15,8 +16,8 @@ pub fn default_core(_version: &str, kind: &str, obj: &mut Value) {
             }
         }
         "ReplicationController" => default_rc(obj),
-        "Service" => default_service(obj),
-        "Secret" => default_secret(obj),
+        "Service" => defaults_service::default_service(obj),
+        "Secret" => defaults_service::default_secret(obj),
         "Namespace" => default_namespace(obj),
         "Node" => default_node(obj),
         "PersistentVolume" => {
@@ -122,7 +123,10 @@ pub fn pull_policy_for(image: &str) -> &'static str {
     };
     let (domain_end, path) = match name.split_once('/') {
         Some((first, _))
-            if first.contains('.') || first.contains(':') || first == "localhost" || first.to_lowercase() != first =>
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.to_lowercase() != first =>
         {
             (first.len(), &name[first.len()..])
         }
@@ -201,9 +205,11 @@ fn default_items_field_refs(v: &mut Value) {
 }
 
 fn default_volume(v: &mut Value) {
-    let has_source = v
-        .as_object()
-        .is_some_and(|m| super::core_volume::VOLUME_SOURCES.iter().any(|k| m.get(*k).is_some_and(|x| !x.is_null())));
+    let has_source = v.as_object().is_some_and(|m| {
+        super::core_volume::VOLUME_SOURCES
+            .iter()
+            .any(|k| m.get(*k).is_some_and(|x| !x.is_null()))
+    });
     if !has_source {
         set_default(v, "emptyDir", json!({}));
     }
@@ -263,7 +269,10 @@ fn default_rc(obj: &mut Value) {
         .cloned();
     if let Some(spec) = obj_mut(obj, "spec") {
         if let Some(l) = &labels {
-            let empty_sel = spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty);
+            let empty_sel = spec
+                .get("selector")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
             if empty_sel {
                 if let Some(m) = spec.as_object_mut() {
                     m.insert("selector".to_string(), l.clone());
@@ -277,141 +286,14 @@ fn default_rc(obj: &mut Value) {
     }
     if let Some(l) = labels {
         if let Some(m) = obj_mut(obj, "metadata") {
-            let empty = m.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty);
+            let empty = m
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
             if empty {
                 if let Some(mm) = m.as_object_mut() {
                     mm.insert("labels".to_string(), l);
                 }
-            }
-        }
-    }
-}
-
-fn default_service(obj: &mut Value) {
-    let Some(spec) = obj_mut(obj, "spec") else {
-        return;
-    };
-    set_default_str(spec, "sessionAffinity", "None");
-    if s(spec, "sessionAffinity") == "None" {
-        if let Some(m) = spec.as_object_mut() {
-            m.remove("sessionAffinityConfig");
-        }
-    } else if s(spec, "sessionAffinity") == "ClientIP" {
-        let has_timeout = spec
-            .pointer("/sessionAffinityConfig/clientIP/timeoutSeconds")
-            .is_some_and(|v| !v.is_null());
-        if !has_timeout {
-            if let Some(m) = spec.as_object_mut() {
-                m.insert(
-                    "sessionAffinityConfig".to_string(),
-                    json!({"clientIP": {"timeoutSeconds": 10800}}),
-                );
-            }
-        }
-    }
-    set_default_str(spec, "type", "ClusterIP");
-    each_obj_mut(spec, "ports", |p| {
-        set_default_str(p, "protocol", "TCP");
-        let unset = match p.get("targetPort") {
-            None | Some(Value::Null) => true,
-            Some(Value::Number(n)) => n.as_i64() == Some(0),
-            Some(Value::String(s)) => s.is_empty(),
-            _ => false,
-        };
-        if unset {
-            if let Some(port) = p.get("port").cloned() {
-                if let Some(m) = p.as_object_mut() {
-                    m.insert("targetPort".to_string(), port);
-                }
-            }
-        }
-    });
-    let ty = s(spec, "type").to_string();
-    let has_external_ips = spec
-        .get("externalIPs")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let external = ty == "NodePort" || ty == "LoadBalancer" || (ty == "ClusterIP" && has_external_ips);
-    if external {
-        set_default_str(spec, "externalTrafficPolicy", "Cluster");
-    }
-    if ["NodePort", "LoadBalancer", "ClusterIP"].contains(&ty.as_str()) {
-        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
-    }
-    if ty == "LoadBalancer" {
-        set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
-    }
-    if ty != "ExternalName" {
-        let headless = s(spec, "clusterIP") == "None"
-            || spec.pointer("/clusterIPs/0").and_then(Value::as_str) == Some("None");
-        let no_selector = spec
-            .get("selector")
-            .and_then(Value::as_object)
-            .is_none_or(Map::is_empty);
-        let policy = if headless && no_selector {
-            "RequireDualStack"
-        } else {
-            "SingleStack"
-        };
-        set_default(spec, "ipFamilyPolicy", json!(policy));
-        let empty_fams = spec
-            .get("ipFamilies")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        if empty_fams {
-            let fam = match s(spec, "clusterIP").parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V6(_)) => "IPv6",
-                _ => "IPv4",
-            };
-            if let Some(m) = spec.as_object_mut() {
-                m.insert("ipFamilies".to_string(), json!([fam]));
-            }
-        }
-        let ip = s(spec, "clusterIP").to_string();
-        let empty_ips = spec
-            .get("clusterIPs")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        if !ip.is_empty() && empty_ips {
-            if let Some(m) = spec.as_object_mut() {
-                m.insert("clusterIPs".to_string(), json!([ip]));
-            }
-        }
-    }
-}
-
-/// Encode bytes as standard base64 with padding.
-pub fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn default_secret(obj: &mut Value) {
-    set_default_str(obj, "type", "Opaque");
-    // The v1 -> internal conversion folds stringData into data.
-    let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
-        return;
-    };
-    if let Some(Value::Object(data)) = obj_mut(obj, "data") {
-        for (k, v) in sd {
-            if let Value::String(text) = v {
-                data.insert(k, Value::String(base64_encode(text.as_bytes())));
             }
         }
     }
@@ -428,7 +310,10 @@ fn default_namespace(obj: &mut Value) {
     if !name.is_empty() {
         if let Some(m) = obj_mut(obj, "metadata") {
             if let Some(Value::Object(l)) = obj_mut(m, "labels") {
-                l.insert("kubernetes.io/metadata.name".to_string(), Value::String(name));
+                l.insert(
+                    "kubernetes.io/metadata.name".to_string(),
+                    Value::String(name),
+                );
             }
         }
     }
@@ -467,7 +352,10 @@ fn default_limit_range_item(item: &mut Value) {
         return;
     }
     let get = |v: &Value, k: &str| -> Map<String, Value> {
-        v.get(k).and_then(Value::as_object).cloned().unwrap_or_default()
+        v.get(k)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
     };
     let max = get(item, "max");
     let min = get(item, "min");

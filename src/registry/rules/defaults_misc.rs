@@ -9,7 +9,10 @@ pub fn default_misc(group: &str, version: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
         ("networking.k8s.io", "NetworkPolicy") => default_network_policy(obj),
         ("networking.k8s.io", "IngressClass") => {
-            if let Some(p) = obj.pointer_mut("/spec/parameters").filter(|p| p.is_object()) {
+            if let Some(p) = obj
+                .pointer_mut("/spec/parameters")
+                .filter(|p| p.is_object())
+            {
                 set_default_str(p, "scope", "Cluster");
             }
         }
@@ -47,7 +50,10 @@ pub fn default_misc(group: &str, version: &str, kind: &str, obj: &mut Value) {
         }
         ("autoscaling", "HorizontalPodAutoscaler") => default_hpa(version, obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => default_crd(obj),
-        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration") => {
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => {
             let mutating = kind.starts_with("Mutating");
             each_obj_mut(obj, "webhooks", |w| default_webhook(w, mutating));
         }
@@ -167,7 +173,10 @@ pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
         ("", "Pod") => {
             let qos = obj.get("spec").map(pod_qos).unwrap_or("BestEffort");
             if let Some(m) = obj.as_object_mut() {
-                m.insert("status".to_string(), json!({"phase": "Pending", "qosClass": qos}));
+                m.insert(
+                    "status".to_string(),
+                    json!({"phase": "Pending", "qosClass": qos}),
+                );
             }
         }
         ("", "Namespace") => {

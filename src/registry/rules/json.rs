@@ -98,7 +98,12 @@ pub fn too_many(field: &str, actual: usize, max: usize) -> FieldError {
 }
 
 pub fn not_found_str(field: &str, value: &str) -> FieldError {
-    mk(ErrorType::NotFound, field, Some(render::go_quote(value)), "")
+    mk(
+        ErrorType::NotFound,
+        field,
+        Some(render::go_quote(value)),
+        "",
+    )
 }
 
 pub fn immutable(field: &str, value: String) -> FieldError {
@@ -186,7 +191,12 @@ pub fn arr<'a>(v: &'a Value, k: &str, base: &str, errs: &mut Errs) -> &'a [Value
 }
 
 /// Elements of an array that must be objects; the others are reported.
-pub fn obj_items<'a>(v: &'a Value, k: &str, base: &str, errs: &mut Errs) -> Vec<(usize, &'a Value)> {
+pub fn obj_items<'a>(
+    v: &'a Value,
+    k: &str,
+    base: &str,
+    errs: &mut Errs,
+) -> Vec<(usize, &'a Value)> {
     let p = child(base, k);
     let mut out = Vec::new();
     for (i, item) in arr(v, k, base, errs).iter().enumerate() {
@@ -241,7 +251,11 @@ pub fn int_or_str<'a>(v: &'a Value, k: &str, base: &str, errs: &mut Errs) -> Opt
         Value::String(s) => Some(IntOrStr::Str(s)),
         Value::Number(n) if n.as_i64().is_some() => Some(IntOrStr::Int(n.as_i64().unwrap_or(0))),
         other => {
-            errs.push(type_error(&child(base, k), other, "must be an integer or a string"));
+            errs.push(type_error(
+                &child(base, k),
+                other,
+                "must be an integer or a string",
+            ));
             None
         }
     }

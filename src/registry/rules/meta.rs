@@ -15,7 +15,9 @@ pub fn metadata<'a>(obj: &'a Value, errs: &mut Errs) -> Option<&'a Value> {
 }
 
 pub fn name(obj: &Value) -> &str {
-    json::get(obj, "metadata").map(|m| json::s(m, "name")).unwrap_or("")
+    json::get(obj, "metadata")
+        .map(|m| json::s(m, "name"))
+        .unwrap_or("")
 }
 
 pub fn namespace(obj: &Value) -> &str {
@@ -142,13 +144,25 @@ fn validate_owner_references(m: &Value, errs: &mut Errs) {
             ));
         }
         if kind.is_empty() {
-            errs.push(json::invalid_str(&child(path, "kind"), kind, "must not be empty"));
+            errs.push(json::invalid_str(
+                &child(path, "kind"),
+                kind,
+                "must not be empty",
+            ));
         }
         if name.is_empty() {
-            errs.push(json::invalid_str(&child(path, "name"), name, "must not be empty"));
+            errs.push(json::invalid_str(
+                &child(path, "name"),
+                name,
+                "must not be empty",
+            ));
         }
         if uid.is_empty() {
-            errs.push(json::invalid_str(&child(path, "uid"), uid, "must not be empty"));
+            errs.push(json::invalid_str(
+                &child(path, "uid"),
+                uid,
+                "must not be empty",
+            ));
         }
         if json::opt_bool(r, "controller", &ip, errs) == Some(true) {
             match &controller {
@@ -212,7 +226,9 @@ pub fn validate_meta_update(obj: &Value, old: &Value, errs: &mut Errs) {
         }
     }
     let new_gen = json::opt_i64(m, "generation", p, errs).unwrap_or(0);
-    let old_gen = json::get(o, "generation").and_then(Value::as_i64).unwrap_or(0);
+    let old_gen = json::get(o, "generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if new_gen < old_gen {
         errs.push(json::invalid_int(
             "metadata.generation",
@@ -279,7 +295,11 @@ pub fn validate_label_selector(sel: &Value, path: &str, errs: &mut Errs) {
         }
         for (vi, v) in values {
             for msg in names::is_valid_label_value(v) {
-                errs.push(json::invalid_str(&index(&child(&ip, "values"), vi), v, &msg));
+                errs.push(json::invalid_str(
+                    &index(&child(&ip, "values"), vi),
+                    v,
+                    &msg,
+                ));
             }
         }
     }

@@ -8,6 +8,7 @@ use super::batch;
 use super::core_other;
 use super::core_pod;
 use super::core_storage::nonneg_fields;
+use super::crd;
 use super::json::{self, child, index, Errs};
 use super::meta;
 use super::names::{self, NameRule};
@@ -15,7 +16,13 @@ use super::render;
 
 const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
 
-pub fn validate_misc(group: &str, kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Errs) -> bool {
+pub fn validate_misc(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    old: Option<&Value>,
+    errs: &mut Errs,
+) -> bool {
     match (group, kind) {
         ("storage.k8s.io", "StorageClass") => validate_storage_class(obj, old, errs),
         ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(obj, old, errs),
@@ -24,7 +31,11 @@ pub fn validate_misc(group: &str, kind: &str, obj: &Value, old: Option<&Value>, 
             if let Some(spec) = json::opt_objv(obj, "spec", "", errs) {
                 if let Some(d) = json::opt_i64(spec, "leaseDurationSeconds", "spec", errs) {
                     if d <= 0 {
-                        errs.push(json::invalid_int("spec.leaseDurationSeconds", d, "must be greater than 0"));
+                        errs.push(json::invalid_int(
+                            "spec.leaseDurationSeconds",
+                            d,
+                            "must be greater than 0",
+                        ));
                     }
                 }
                 nonneg_fields(spec, "spec", &["leaseTransitions"], errs);
@@ -34,7 +45,7 @@ pub fn validate_misc(group: &str, kind: &str, obj: &Value, old: Option<&Value>, 
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(obj, old, errs),
         ("policy", "PodDisruptionBudget") => validate_pdb(obj, old, errs),
         ("events.k8s.io", "Event") => validate_events_event(obj, old, errs),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => validate_crd(obj, old, errs),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::validate_crd(obj, old, errs),
         _ => return false,
     }
     true
@@ -57,7 +68,11 @@ fn validate_storage_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let mut total = 0;
     for (k, v) in &params {
         if k.is_empty() {
-            errs.push(json::invalid_str("parameters", k, "field can not be empty."));
+            errs.push(json::invalid_str(
+                "parameters",
+                k,
+                "field can not be empty.",
+            ));
         }
         total += k.len() + v.len();
     }
@@ -65,30 +80,43 @@ fn validate_storage_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         errs.push(json::too_long("parameters", 256 * 1024));
     }
     match json::opt_str(obj, "reclaimPolicy", "", errs) {
-        Some(p) if p != "Delete" && p != "Retain" => {
-            errs.push(json::not_supported("reclaimPolicy", p, &["Delete", "Retain"]))
-        }
+        Some(p) if p != "Delete" && p != "Retain" => errs.push(json::not_supported(
+            "reclaimPolicy",
+            p,
+            &["Delete", "Retain"],
+        )),
         _ => {}
     }
     match json::opt_str(obj, "volumeBindingMode", "", errs) {
         None => errs.push(json::required("volumeBindingMode", "")),
-        Some(m) if m != "Immediate" && m != "WaitForFirstConsumer" => errs.push(json::not_supported(
-            "volumeBindingMode",
-            m,
-            &["Immediate", "WaitForFirstConsumer"],
-        )),
+        Some(m) if m != "Immediate" && m != "WaitForFirstConsumer" => {
+            errs.push(json::not_supported(
+                "volumeBindingMode",
+                m,
+                &["Immediate", "WaitForFirstConsumer"],
+            ))
+        }
         _ => {}
     }
     json::opt_bool(obj, "allowVolumeExpansion", "", errs);
     if let Some(o) = old {
         if !json::same(obj, o, "parameters") {
-            errs.push(json::forbidden("parameters", "updates to parameters are forbidden."));
+            errs.push(json::forbidden(
+                "parameters",
+                "updates to parameters are forbidden.",
+            ));
         }
         if json::s(obj, "provisioner") != json::s(o, "provisioner") {
-            errs.push(json::forbidden("provisioner", "updates to provisioner are forbidden."));
+            errs.push(json::forbidden(
+                "provisioner",
+                "updates to provisioner are forbidden.",
+            ));
         }
         if !json::same(obj, o, "reclaimPolicy") {
-            errs.push(json::forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
+            errs.push(json::forbidden(
+                "reclaimPolicy",
+                "updates to reclaimPolicy are forbidden.",
+            ));
         }
         if !json::same(obj, o, "volumeBindingMode") {
             errs.push(json::immutable(
@@ -125,13 +153,19 @@ fn validate_priority_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         } else if value > HIGHEST_USER_PRIORITY {
             errs.push(json::forbidden(
                 "value",
-                &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"),
+                &format!(
+                    "maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"
+                ),
             ));
         }
     }
     if let Some(p) = json::opt_str(obj, "preemptionPolicy", "", errs) {
         if p != "Never" && p != "PreemptLowerPriority" {
-            errs.push(json::not_supported("preemptionPolicy", p, &["Never", "PreemptLowerPriority"]));
+            errs.push(json::not_supported(
+                "preemptionPolicy",
+                p,
+                &["Never", "PreemptLowerPriority"],
+            ));
         }
     }
     if let Some(o) = old {
@@ -155,11 +189,19 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let max = json::opt_i64(spec, "maxReplicas", "spec", errs).unwrap_or(0);
     if let Some(m) = min {
         if m < 1 {
-            errs.push(json::invalid_int("spec.minReplicas", m, "must be greater than or equal to 1"));
+            errs.push(json::invalid_int(
+                "spec.minReplicas",
+                m,
+                "must be greater than or equal to 1",
+            ));
         }
     }
     if max < 1 {
-        errs.push(json::invalid_int("spec.maxReplicas", max, "must be greater than 0"));
+        errs.push(json::invalid_int(
+            "spec.maxReplicas",
+            max,
+            "must be greater than 0",
+        ));
     }
     if min.is_some_and(|m| max < m) {
         errs.push(json::invalid_int(
@@ -182,15 +224,28 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
     if let Some(t) = json::opt_i64(spec, "targetCPUUtilizationPercentage", "spec", errs) {
         if t < 1 {
-            errs.push(json::invalid_int("spec.targetCPUUtilizationPercentage", t, "must be greater than 0"));
+            errs.push(json::invalid_int(
+                "spec.targetCPUUtilizationPercentage",
+                t,
+                "must be greater than 0",
+            ));
         }
     }
-    let types = ["ContainerResource", "External", "Object", "Pods", "Resource"];
+    let types = [
+        "ContainerResource",
+        "External",
+        "Object",
+        "Pods",
+        "Resource",
+    ];
     for (i, m) in json::obj_items(spec, "metrics", "spec", errs) {
         let mp = index("spec.metrics", i);
         let t = json::str_or(m, "type", &mp, errs);
         if t.is_empty() {
-            errs.push(json::required(&child(&mp, "type"), "must specify a metric source type"));
+            errs.push(json::required(
+                &child(&mp, "type"),
+                "must specify a metric source type",
+            ));
             continue;
         }
         if !types.contains(&t) {
@@ -230,10 +285,18 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                 let pp = index(&child(&dp, "policies"), i);
                 let t = json::str_or(p, "type", &pp, errs);
                 if t != "Pods" && t != "Percent" {
-                    errs.push(json::not_supported(&child(&pp, "type"), t, &["Percent", "Pods"]));
+                    errs.push(json::not_supported(
+                        &child(&pp, "type"),
+                        t,
+                        &["Percent", "Pods"],
+                    ));
                 }
                 if json::opt_i64(p, "value", &pp, errs).unwrap_or(0) <= 0 {
-                    errs.push(json::invalid_int(&child(&pp, "value"), 0, "must be greater than zero"));
+                    errs.push(json::invalid_int(
+                        &child(&pp, "value"),
+                        0,
+                        "must be greater than zero",
+                    ));
                 }
                 let ps = json::opt_i64(p, "periodSeconds", &pp, errs).unwrap_or(0);
                 if ps <= 0 || ps > 1800 {
@@ -306,110 +369,11 @@ fn validate_events_event(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
     let note = json::str_or(obj, "note", "", errs);
     if note.len() > 1024 {
-        errs.push(json::invalid_str("note", "", "can have at most 1024 characters"));
-    }
-}
-
-fn validate_crd(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let empty = Value::Object(Map::new());
-    let spec = json::opt_objv(obj, "spec", "", errs).unwrap_or(&empty);
-    let names_v = json::opt_objv(spec, "names", "spec", errs).unwrap_or(&empty);
-    let np = "spec.names";
-    let plural = json::str_or(names_v, "plural", np, errs);
-    let group = json::str_or(spec, "group", "spec", errs);
-    meta::validate_meta_for(obj, old, NameRule::Subdomain, errs);
-    let name = meta::name(obj);
-    if old.is_none() && !name.is_empty() && name != format!("{plural}.{group}") {
         errs.push(json::invalid_str(
-            "metadata.name",
-            name,
-            "must be spec.names.plural+\".\"+spec.group",
+            "note",
+            "",
+            "can have at most 1024 characters",
         ));
-    }
-    if group.is_empty() {
-        errs.push(json::required("spec.group", ""));
-    } else {
-        let msgs = names::is_dns1123_subdomain(group);
-        if !msgs.is_empty() {
-            errs.push(json::invalid_str("spec.group", group, &msgs.join(",")));
-        } else if !group.contains('.') {
-            errs.push(json::invalid_str("spec.group", group, "should be a domain with at least one dot"));
-        }
-    }
-    let scope = json::str_or(spec, "scope", "spec", errs);
-    if scope.is_empty() {
-        errs.push(json::required("spec.scope", ""));
-    } else if scope != "Cluster" && scope != "Namespaced" {
-        errs.push(json::not_supported("spec.scope", scope, &["Cluster", "Namespaced"]));
-    }
-    for (f, lower) in [("plural", false), ("singular", false), ("kind", true), ("listKind", true)] {
-        let v = json::str_or(names_v, f, np, errs);
-        let fp = child(np, f);
-        if v.is_empty() {
-            errs.push(json::required(&fp, ""));
-            continue;
-        }
-        let check = if lower { v.to_lowercase() } else { v.to_string() };
-        let msgs = names::is_dns1035_label(&check);
-        if !msgs.is_empty() {
-            let detail = if lower {
-                format!("may have mixed case, but should otherwise match: {}", msgs.join(","))
-            } else {
-                msgs.join(",")
-            };
-            errs.push(json::invalid_str(&fp, v, &detail));
-        }
-    }
-    let kind = json::s(names_v, "kind");
-    if !kind.is_empty() && kind == json::s(names_v, "listKind") {
-        errs.push(json::invalid_str("spec.names.listKind", kind, "kind and listKind may not be the same"));
-    }
-    for (i, s) in json::str_list(names_v, "shortNames", np, errs) {
-        let msgs = names::is_dns1035_label(s);
-        if !msgs.is_empty() {
-            errs.push(json::invalid_str(&index("spec.names.shortNames", i), s, &msgs.join(",")));
-        }
-    }
-    let versions = json::obj_items(spec, "versions", "spec", errs);
-    let shown = render::value(json::get(spec, "versions").unwrap_or(&Value::Null));
-    if versions.is_empty() {
-        errs.push(json::required("spec.versions", "must have exactly one version marked as storage version"));
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut unique = true;
-    let mut storage = 0;
-    for (i, v) in &versions {
-        let vp = index("spec.versions", *i);
-        let n = json::str_or(v, "name", &vp, errs);
-        if !seen.insert(n.to_string()) {
-            unique = false;
-        }
-        let msgs = names::is_dns1035_label(n);
-        if !msgs.is_empty() {
-            errs.push(json::invalid_str(&child(&vp, "name"), n, &msgs.join(",")));
-        }
-        json::opt_bool(v, "served", &vp, errs);
-        if json::opt_bool(v, "storage", &vp, errs) == Some(true) {
-            storage += 1;
-        }
-    }
-    if !unique {
-        errs.push(json::invalid("spec.versions", shown.clone(), "must contain unique version names"));
-    }
-    if !versions.is_empty() && storage != 1 {
-        errs.push(json::invalid(
-            "spec.versions",
-            shown,
-            "must have exactly one version marked as storage version",
-        ));
-    }
-    if let Some(o) = old.and_then(|o| json::get(o, "spec")) {
-        if json::s(o, "group") != group {
-            errs.push(json::immutable("spec.group", render::go_quote(group)));
-        }
-        if json::s(o, "scope") != scope {
-            errs.push(json::immutable("spec.scope", render::go_quote(scope)));
-        }
     }
 }
 
@@ -431,7 +395,12 @@ pub fn validate_status_rules(group: &str, kind: &str, obj: &Value, _old: &Value,
                 nonneg_fields(
                     st,
                     "status",
-                    &["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"],
+                    &[
+                        "disruptionsAllowed",
+                        "currentHealthy",
+                        "desiredHealthy",
+                        "expectedPods",
+                    ],
                     errs,
                 );
             }

@@ -58,7 +58,8 @@ fn matches_qname(s: &str) -> bool {
         (Some(&f), Some(&l)) => {
             alnum(f)
                 && alnum(l)
-                && b.iter().all(|&c| alnum(c) || c == b'-' || c == b'_' || c == b'.')
+                && b.iter()
+                    .all(|&c| alnum(c) || c == b'-' || c == b'_' || c == b'.')
         }
         _ => false,
     }

@@ -4,7 +4,7 @@
 use ipnetwork::IpNetwork;
 use serde_json::{Map, Value};
 
-use super::core_container::PROTOCOLS;
+use super::discovery;
 use super::json::{self, child, index, Errs, IntOrStr};
 use super::meta;
 use super::names::{self, NameRule};
@@ -46,7 +46,7 @@ pub fn validate_networking(
         }
         ("discovery.k8s.io", "EndpointSlice") => {
             meta::validate_meta_for(obj, old, NameRule::Subdomain, errs);
-            validate_endpoint_slice(obj, old, errs);
+            discovery::validate_endpoint_slice(obj, old, errs);
         }
         _ => return false,
     }
@@ -54,9 +54,8 @@ pub fn validate_networking(
 }
 
 fn validate_network_policy(spec: &Value, errs: &mut Errs) {
-    match json::get(spec, "podSelector") {
-        Some(s) => meta::validate_label_selector(s, "spec.podSelector", errs),
-        None => {}
+    if let Some(s) = json::get(spec, "podSelector") {
+        meta::validate_label_selector(s, "spec.podSelector", errs)
     }
     for (dir, peers) in [("ingress", "from"), ("egress", "to")] {
         let dp = child("spec", dir);
@@ -95,7 +94,11 @@ fn validate_network_policy(spec: &Value, errs: &mut Errs) {
 fn validate_np_port(port: &Value, path: &str, errs: &mut Errs) {
     if let Some(p) = json::opt_str(port, "protocol", path, errs) {
         if !["TCP", "UDP", "SCTP"].contains(&p) {
-            errs.push(json::not_supported(&child(path, "protocol"), p, &["TCP", "UDP", "SCTP"]));
+            errs.push(json::not_supported(
+                &child(path, "protocol"),
+                p,
+                &["TCP", "UDP", "SCTP"],
+            ));
         }
     }
     let end = json::opt_i64(port, "endPort", path, errs);
@@ -173,9 +176,14 @@ fn validate_peer(peer: &Value, path: &str, errs: &mut Errs) {
                                 "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
                             )),
                             Ok(ex) => {
-                                let subset = ex.prefix() > net.prefix() && net.contains(ex.network());
+                                let subset =
+                                    ex.prefix() > net.prefix() && net.contains(ex.network());
                                 if !subset {
-                                    errs.push(json::invalid_str(&ep, e, "must be a strict subset of `cidr`"));
+                                    errs.push(json::invalid_str(
+                                        &ep,
+                                        e,
+                                        "must be a strict subset of `cidr`",
+                                    ));
                                 }
                             }
                         }
@@ -187,7 +195,10 @@ fn validate_peer(peer: &Value, path: &str, errs: &mut Errs) {
     if n == 0 {
         errs.push(json::required(path, "must specify a peer"));
     } else if n > 1 && ip_block.is_some() {
-        errs.push(json::forbidden(path, "may not specify both ipBlock and another peer"));
+        errs.push(json::forbidden(
+            path,
+            "may not specify both ipBlock and another peer",
+        ));
     }
 }
 
@@ -210,7 +221,11 @@ fn validate_ingress(spec: &Value, errs: &mut Errs) {
         if !host.is_empty() {
             let hp = child(&rp, "host");
             if host.parse::<std::net::IpAddr>().is_ok() {
-                errs.push(json::invalid_str(&hp, host, "must be a DNS name, not an IP address"));
+                errs.push(json::invalid_str(
+                    &hp,
+                    host,
+                    "must be a DNS name, not an IP address",
+                ));
             }
             let msgs = if host.contains('*') {
                 names::is_wildcard_dns1123_subdomain(host)
@@ -258,7 +273,10 @@ fn validate_http_path(p: &Value, path: &str, errs: &mut Errs) {
     let pp = child(path, "path");
     match json::opt_str(p, "pathType", path, errs) {
         None => {
-            errs.push(json::required(&child(path, "pathType"), "pathType must be specified"));
+            errs.push(json::required(
+                &child(path, "pathType"),
+                "pathType must be specified",
+            ));
             return;
         }
         Some("Exact" | "Prefix") => {
@@ -267,12 +285,20 @@ fn validate_http_path(p: &Value, path: &str, errs: &mut Errs) {
             }
             for seq in ["//", "/./", "/../", "%2f", "%2F"] {
                 if pathv.contains(seq) {
-                    errs.push(json::invalid_str(&pp, pathv, &format!("must not contain '{seq}'")));
+                    errs.push(json::invalid_str(
+                        &pp,
+                        pathv,
+                        &format!("must not contain '{seq}'"),
+                    ));
                 }
             }
             for suf in ["/..", "/."] {
                 if pathv.ends_with(suf) {
-                    errs.push(json::invalid_str(&pp, pathv, &format!("cannot end with '{suf}'")));
+                    errs.push(json::invalid_str(
+                        &pp,
+                        pathv,
+                        &format!("cannot end with '{suf}'"),
+                    ));
                 }
             }
         }
@@ -296,7 +322,11 @@ fn validate_backend(b: &Value, path: &str, errs: &mut Errs) {
     let res = json::opt_objv(b, "resource", path, errs);
     let svc = json::opt_objv(b, "service", path, errs);
     match (res, svc) {
-        (Some(_), Some(_)) => errs.push(json::invalid_str(path, "", "cannot set both resource and service backends")),
+        (Some(_), Some(_)) => errs.push(json::invalid_str(
+            path,
+            "",
+            "cannot set both resource and service backends",
+        )),
         (Some(r), None) => {
             let rp = child(path, "resource");
             for f in ["kind", "name"] {
@@ -321,7 +351,11 @@ fn validate_backend(b: &Value, path: &str, errs: &mut Errs) {
             let pname = json::str_or(port, "name", &pp, errs);
             let pnum = json::opt_i64(port, "number", &pp, errs).unwrap_or(0);
             if !pname.is_empty() && pnum != 0 {
-                errs.push(json::invalid_str(path, "", "cannot set both port name & port number"));
+                errs.push(json::invalid_str(
+                    path,
+                    "",
+                    "cannot set both port name & port number",
+                ));
             } else if !pname.is_empty() {
                 for m in names::is_valid_port_name(pname) {
                     errs.push(json::invalid_str(&child(&pp, "name"), pname, &m));
@@ -334,85 +368,10 @@ fn validate_backend(b: &Value, path: &str, errs: &mut Errs) {
                 errs.push(json::required(path, "port name or number is required"));
             }
         }
-        (None, None) => errs.push(json::invalid_str(path, "", "resource or service backend is required")),
-    }
-}
-
-fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let at = json::str_or(obj, "addressType", "", errs);
-    let ok = ["FQDN", "IPv4", "IPv6"];
-    if at.is_empty() {
-        errs.push(json::required("addressType", ""));
-    } else if !ok.contains(&at) {
-        errs.push(json::not_supported("addressType", at, &ok));
-    }
-    if let Some(o) = old {
-        if json::s(o, "addressType") != at {
-            errs.push(json::immutable("addressType", render::go_quote(at)));
-        }
-    }
-    let eps = json::obj_items(obj, "endpoints", "", errs);
-    if eps.len() > 1000 {
-        errs.push(json::too_many("endpoints", eps.len(), 1000));
-    }
-    for (i, ep) in eps {
-        let epp = index("endpoints", i);
-        let addrs = json::str_list(ep, "addresses", &epp, errs);
-        let ap = child(&epp, "addresses");
-        if addrs.is_empty() {
-            errs.push(json::required(&ap, "must contain at least 1 address"));
-        } else if addrs.len() > 100 {
-            errs.push(json::too_many(&ap, addrs.len(), 100));
-        }
-        for (j, a) in addrs {
-            let bad = match at {
-                "IPv4" => a.parse::<std::net::Ipv4Addr>().is_err(),
-                "IPv6" => a.parse::<std::net::Ipv6Addr>().is_err(),
-                "FQDN" => !names::is_dns1123_subdomain(a).is_empty(),
-                _ => false,
-            };
-            if bad {
-                let msg = match at {
-                    "IPv4" => "must be a valid IPv4 address",
-                    "IPv6" => "must be a valid IPv6 address",
-                    _ => "must be a valid DNS subdomain",
-                };
-                errs.push(json::invalid_str(&index(&ap, j), a, msg));
-            }
-        }
-        if let Some(h) = json::opt_str(ep, "hostname", &epp, errs) {
-            for m in names::is_dns1123_label(h) {
-                errs.push(json::invalid_str(&child(&epp, "hostname"), h, &m));
-            }
-        }
-    }
-    let ports = json::obj_items(obj, "ports", "", errs);
-    if ports.len() > 20000 {
-        errs.push(json::too_many("ports", ports.len(), 20000));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, p) in ports {
-        let pp = index("ports", i);
-        let n = json::str_or(p, "name", &pp, errs);
-        if !n.is_empty() {
-            for m in names::is_dns1123_label(n) {
-                errs.push(json::invalid_str(&child(&pp, "name"), n, &m));
-            }
-        }
-        if !seen.insert(n.to_string()) {
-            errs.push(json::duplicate_str(&child(&pp, "name"), n));
-        }
-        if let Some(proto) = json::opt_str(p, "protocol", &pp, errs) {
-            if !PROTOCOLS.contains(&proto) {
-                errs.push(json::not_supported(&child(&pp, "protocol"), proto, PROTOCOLS));
-            }
-        }
-        if let Some(port) = json::opt_i64(p, "port", &pp, errs) {
-            if port != 0 {
-                for m in names::is_valid_port_num(port) {
-                    errs.push(json::invalid_int(&child(&pp, "port"), port, &m));
-                }
-            }
-        }
+        (None, None) => errs.push(json::invalid_str(
+            path,
+            "",
+            "resource or service backend is required",
+        )),
     }
 }

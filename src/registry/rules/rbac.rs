@@ -21,7 +21,9 @@ pub fn validate_rbac(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Er
             if let Some(ar) = json::opt_objv(obj, "aggregationRule", "", errs) {
                 if !namespaced {
                     let p = "aggregationRule.clusterRoleSelectors";
-                    for (i, s) in json::obj_items(ar, "clusterRoleSelectors", "aggregationRule", errs) {
+                    for (i, s) in
+                        json::obj_items(ar, "clusterRoleSelectors", "aggregationRule", errs)
+                    {
                         meta::validate_label_selector(s, &index(p, i), errs);
                     }
                 }
@@ -105,7 +107,11 @@ fn validate_binding(obj: &Value, namespaced: bool, errs: &mut Errs) {
     let kind = json::str_or(r, "kind", "roleRef", errs);
     if namespaced {
         if kind != "Role" && kind != "ClusterRole" {
-            errs.push(json::not_supported("roleRef.kind", kind, &["Role", "ClusterRole"]));
+            errs.push(json::not_supported(
+                "roleRef.kind",
+                kind,
+                &["Role", "ClusterRole"],
+            ));
         }
     } else if kind != "ClusterRole" {
         errs.push(json::not_supported("roleRef.kind", kind, &["ClusterRole"]));
@@ -145,7 +151,11 @@ fn validate_subject(s: &Value, path: &str, namespaced: bool, errs: &mut Errs) {
         }
         "User" | "Group" => {
             if group != GROUP {
-                errs.push(json::not_supported(&child(path, "apiGroup"), group, &[GROUP]));
+                errs.push(json::not_supported(
+                    &child(path, "apiGroup"),
+                    group,
+                    &[GROUP],
+                ));
             }
         }
         other => errs.push(json::not_supported(

@@ -112,7 +112,10 @@ pub fn go_int_or_string(v: Option<&Value>) -> String {
             n.as_i64().unwrap_or(0)
         ),
         Some(Value::String(s)) => {
-            format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", go_quote(s))
+            format!(
+                "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+                go_quote(s)
+            )
         }
         _ => "intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}".to_string(),
     }
