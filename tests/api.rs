@@ -221,3 +221,33 @@ async fn kube_runtime_watcher_and_reflector_over_https() {
     assert_eq!(names, ["r0", "r1", "r2", "r3", "r4"]);
     handle.abort();
 }
+
+#[test]
+fn slow_clients_do_not_block_others() {
+    let s = TestServer::start();
+    // connections that never finish the TLS handshake
+    let stalled: Vec<std::net::TcpStream> = (0..50).map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap()).collect();
+    // a watcher that reads one byte a second while writes pile up
+    let tls = s.tls_dir();
+    let mut slow = std::process::Command::new("curl")
+        .args(["-sS", "--limit-rate", "1", "-o", "/dev/null", "--cacert"])
+        .arg(tls.join("ca.crt"))
+        .arg("--cert").arg(tls.join("admin.crt"))
+        .arg("--key").arg(tls.join("admin.key"))
+        .arg(s.url("/api/v1/namespaces/default/configmaps?watch=true"))
+        .spawn()
+        .unwrap();
+    let payload = "x".repeat(4096);
+    for i in 0..200 {
+        let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"s{i}"}},"data":{{"p":"{payload}"}}}}"#);
+        let (code, resp) = s.curl("POST", "/api/v1/namespaces/default/configmaps", Some(("application/json", body.as_bytes())), true);
+        assert_eq!(code, 201, "{resp}");
+    }
+    let start = std::time::Instant::now();
+    let out = s.k(&["get", "cm", "-o", "name"]);
+    assert_eq!(out.lines().count(), 200);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let _ = slow.kill();
+    let _ = slow.wait();
+    drop(stalled);
+}

@@ -1,7 +1,6 @@
 use super::fixtures::{crontab_crd, kind, served};
 use super::*;
 use serde_json::Value;
-use std::time::Instant;
 
 fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).expect("document is JSON")
@@ -307,26 +306,4 @@ fn paths_parse() {
     assert_eq!(parse_path("apis/apps/v1/extra"), None);
     assert_ne!(content_hash(b"a"), content_hash(b"b"));
     assert_eq!(content_hash(b"abc").len(), 32);
-}
-
-/// Eager cost of everything: run with `--ignored --nocapture` (release).
-#[test]
-#[ignore]
-fn measure_build() {
-    let kinds = served();
-    let start = Instant::now();
-    let api = OpenApi::new(&kinds);
-    let _ = api.builtin();
-    let catalog = start.elapsed();
-    let mut bytes = 0;
-    for (g, v) in api.group_versions() {
-        bytes += api
-            .v3_document(&gv_path(&(g, v)))
-            .map(|d| d.len())
-            .unwrap_or(0);
-    }
-    let v3 = start.elapsed();
-    let v2 = api.v2_document().len();
-    let total = start.elapsed();
-    println!("catalog {catalog:?}, +v3 {v3:?}, +v2 {total:?}; v3 bytes {bytes}, v2 bytes {v2}");
 }
