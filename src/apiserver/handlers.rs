@@ -289,7 +289,7 @@ pub(super) async fn patch_object(
         let now = crate::registry::strategy::now_rfc3339();
         let patched = match (pt, &current) {
             (PatchType::Json, Some(c)) => patch::json_patch(c, &patch_doc).map_err(patch_error)?,
-            (PatchType::Merge, Some(c)) => patch::merge_patch(c, &patch_doc),
+            (PatchType::Merge, Some(c)) => patch::try_merge_patch(c, &patch_doc).map_err(patch_error)?,
             (PatchType::StrategicMerge, Some(c)) => patch::strategic_merge_patch(&res.group, &res.kind, c, &patch_doc).map_err(patch_error)?,
             (PatchType::Apply, live) => {
                 check_applied(res, name, &patch_doc)?;
@@ -351,7 +351,7 @@ fn apply_error(res: &ResourceInfo, e: patch::PatchError) -> ApiError {
         patch::PatchError::Conflict(conflicts) => {
             let causes: Vec<Value> = conflicts
                 .iter()
-                .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
+                .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager_display()), "field": c.field}))
                 .collect();
             ApiError {
                 code: 409,

@@ -55,7 +55,7 @@ pub(super) async fn handle(
                     let doc = parse_body(headers, &body)?;
                     match PatchType::from_content_type(ct.split(';').next().unwrap_or_default().trim()) {
                         Some(PatchType::Json) => patch::json_patch(&scale, &doc).map_err(|e| ApiError::bad_request(e.to_string()))?,
-                        Some(PatchType::Merge) | Some(PatchType::StrategicMerge) => patch::merge_patch(&scale, &doc),
+                        Some(PatchType::Merge) | Some(PatchType::StrategicMerge) => patch::try_merge_patch(&scale, &doc).map_err(|e| ApiError::bad_request(e.to_string()))?,
                         _ => return Err(ApiError::unsupported_media_type(ct)),
                     }
                 };

@@ -204,6 +204,19 @@ impl Registry {
         if !errs.is_empty() {
             return Err(ApiError::invalid(target(res, &name), &errs));
         }
+        if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
+            let mut se = vec![];
+            for (i, v) in obj["spec"]["versions"].as_array().into_iter().flatten().enumerate() {
+                let s = &v["schema"]["openAPIV3Schema"];
+                if !s.is_null() {
+                    se.extend(schema::check_structural(s, &format!("spec.versions[{i}].schema.openAPIV3Schema")));
+                }
+            }
+            if !se.is_empty() {
+                let msgs: Vec<String> = se.iter().map(|e| e.message.clone()).collect();
+                return Err(invalid_raw(res, &name, &msgs, &se));
+            }
+        }
         Ok(obj)
     }
 
