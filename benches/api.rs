@@ -84,7 +84,11 @@ where
     for t in tasks {
         samples.extend(t.await.expect("task"));
     }
-    Stats { name: name.into(), samples, wall: start.elapsed() }
+    Stats {
+        name: name.into(),
+        samples,
+        wall: start.elapsed(),
+    }
 }
 
 struct Etcd {
@@ -101,27 +105,45 @@ impl Drop for Etcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 fn start_etcd() -> Option<Etcd> {
-    let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
     let dir = tempfile::tempdir().ok()?;
     let (port, peer) = (free_port(), free_port());
     let child = std::process::Command::new(bin)
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
-        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer}"),
+        ])
         .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let e = Etcd { child, _dir: dir, port };
+    let e = Etcd {
+        child,
+        _dir: dir,
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -132,7 +154,10 @@ fn start_etcd() -> Option<Etcd> {
     None
 }
 
-type HttpClient = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>;
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
 
 async fn etcd_put(client: &HttpClient, port: u16, key: &str, value: &[u8]) {
     use base64::Engine;
@@ -150,13 +175,21 @@ async fn etcd_put(client: &HttpClient, port: u16, key: &str, value: &[u8]) {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn main() {
     let quick = std::env::var("K1S_BENCH_QUICK").is_ok();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let n_list = if quick { 2_000 } else { 10_000 };
         let paced = if quick { 400 } else { 2_000 };

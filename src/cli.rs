@@ -24,10 +24,20 @@ pub enum Command {
 #[command(args_override_self = true)]
 pub struct ServerArgs {
     /// YAML file with the same keys as the flags (flags win)
-    #[arg(long, short = 'c', env = "K1S_CONFIG_FILE", default_value = "/etc/k1s/config.yaml")]
+    #[arg(
+        long,
+        short = 'c',
+        env = "K1S_CONFIG_FILE",
+        default_value = "/etc/k1s/config.yaml"
+    )]
     pub config: PathBuf,
     /// Where k1s keeps its state
-    #[arg(long, short = 'd', env = "K1S_DATA_DIR", default_value = "/var/lib/k1s")]
+    #[arg(
+        long,
+        short = 'd',
+        env = "K1S_DATA_DIR",
+        default_value = "/var/lib/k1s"
+    )]
     pub data_dir: PathBuf,
     /// HTTPS port of the API
     #[arg(long, env = "K1S_HTTPS_LISTEN_PORT", default_value_t = 6443)]
@@ -42,7 +52,12 @@ pub struct ServerArgs {
     #[arg(long = "tls-san", env = "K1S_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
     /// Where to write the admin kubeconfig
-    #[arg(long, short = 'o', env = "K1S_KUBECONFIG_OUTPUT", default_value = "/etc/k1s/k1s.yaml")]
+    #[arg(
+        long,
+        short = 'o',
+        env = "K1S_KUBECONFIG_OUTPUT",
+        default_value = "/etc/k1s/k1s.yaml"
+    )]
     pub write_kubeconfig: PathBuf,
     /// File mode of the admin kubeconfig, in octal
     #[arg(long, env = "K1S_KUBECONFIG_MODE", default_value = "0600", value_parser = parse_mode)]
@@ -62,7 +77,8 @@ pub struct ServerArgs {
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
-    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| format!("{s:?} is not an octal file mode such as 0600"))?;
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal file mode such as 0600"))?;
     if m > 0o777 {
         return Err(format!("{s:?} is not a file mode (at most 0777)"));
     }

@@ -40,5 +40,8 @@ pub fn in_process(api: Arc<ApiServer>, user: UserInfo) -> kube::Client {
 }
 
 pub fn server_identity() -> UserInfo {
-    UserInfo { name: "system:k1s-server".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+    UserInfo {
+        name: "system:k1s-server".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    }
 }

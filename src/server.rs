@@ -39,7 +39,10 @@ impl Running {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.cancel.cancel();
         let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("background tasks did not stop within 10s");
             self.tasks.abort_all();
         }
@@ -61,13 +64,20 @@ pub fn primary_ip() -> Option<IpAddr> {
 pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::Result<Running> {
     let started = std::time::Instant::now();
     let server_dir = args.data_dir.join("server");
-    std::fs::create_dir_all(&server_dir).with_context(|| format!("creating {}", server_dir.display()))?;
+    std::fs::create_dir_all(&server_dir)
+        .with_context(|| format!("creating {}", server_dir.display()))?;
 
-    let store = Store::open_sled(&server_dir.join("db"), args.datastore_cache_mb * 1024 * 1024)
-        .with_context(|| format!("opening the store in {}", server_dir.join("db").display()))?;
+    let store = Store::open_sled(
+        &server_dir.join("db"),
+        args.datastore_cache_mb * 1024 * 1024,
+    )
+    .with_context(|| format!("opening the store in {}", server_dir.join("db").display()))?;
     let catalog = Arc::new(Catalog::new());
     let registry = Registry::new(store.clone(), catalog);
-    registry.refresh_crds().await.map_err(|e| anyhow::anyhow!("loading custom resource definitions: {e}"))?;
+    registry
+        .refresh_crds()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading custom resource definitions: {e}"))?;
 
     let node_ip = args.advertise_address.or_else(primary_ip);
     let mut sans: Vec<String> = args.tls_san.clone();
@@ -85,57 +95,109 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cluster_domain: args.cluster_domain.clone(),
     })
     .context("setting up certificates")?;
-    let tls = pki.server_config().context("building the TLS configuration")?;
+    let tls = pki
+        .server_config()
+        .context("building the TLS configuration")?;
 
     let listener = match listener {
         Some(l) => l,
         None => {
             let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-            TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?
         }
     };
     let addr = listener.local_addr()?;
-    let advertise = format!("{}:{}", node_ip.map(|i| i.to_string()).unwrap_or_else(|| "127.0.0.1".into()), addr.port());
+    let advertise = format!(
+        "{}:{}",
+        node_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        addr.port()
+    );
     let api = ApiServer::new(registry, Arc::new(MastersOnly), advertise);
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(serve::serve(listener, tls, api.clone(), cancel.clone()));
-    let compactor = store.spawn_compactor(Duration::from_secs(60), Duration::from_secs(300), cancel.clone());
+    let compactor = store.spawn_compactor(
+        Duration::from_secs(60),
+        Duration::from_secs(300),
+        cancel.clone(),
+    );
     tasks.spawn(async move {
         let _ = compactor.await;
     });
 
     let client = crate::client::in_process(api.clone(), crate::client::server_identity());
     ensure_namespaces(&client).await?;
-    tasks.spawn(crate::controllers::namespace::run(client.clone(), cancel.clone()));
+    tasks.spawn(crate::controllers::namespace::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     api.set_ready();
 
     let kubeconfig = pki.admin_kubeconfig(&format!("https://127.0.0.1:{}", addr.port()));
     if let Some(dir) = args.write_kubeconfig.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    crate::pki::write_file_atomic(&args.write_kubeconfig, kubeconfig.as_bytes(), args.write_kubeconfig_mode)
-        .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
+    crate::pki::write_file_atomic(
+        &args.write_kubeconfig,
+        kubeconfig.as_bytes(),
+        args.write_kubeconfig_mode,
+    )
+    .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
     tracing::info!(%addr, kubeconfig = %args.write_kubeconfig.display(), elapsed = ?started.elapsed(), "k1s server is ready");
-    Ok(Running { api, addr, client, cancel, tasks, store })
+    Ok(Running {
+        api,
+        addr,
+        client,
+        cancel,
+        tasks,
+        store,
+    })
 }
 
 fn first_ip(net: &ipnetwork::IpNetwork) -> IpAddr {
     match net {
-        ipnetwork::IpNetwork::V4(n) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.network()) + 1)),
-        ipnetwork::IpNetwork::V6(n) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.network()) + 1)),
+        ipnetwork::IpNetwork::V4(n) => {
+            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.network()) + 1))
+        }
+        ipnetwork::IpNetwork::V6(n) => {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.network()) + 1))
+        }
     }
 }
 
 async fn ensure_namespaces(client: &kube::Client) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     for name in DEFAULT_NAMESPACES {
-        if api.get_opt(name).await.with_context(|| format!("reading namespace {name}"))?.is_some() {
+        if api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("reading namespace {name}"))?
+            .is_some()
+        {
             continue;
         }
-        let ns = Namespace { metadata: kube::api::ObjectMeta { name: Some(name.to_string()), ..Default::default() }, ..Default::default() };
-        match api.create(&PostParams { field_manager: Some("k1s".into()), ..Default::default() }, &ns).await {
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api
+            .create(
+                &PostParams {
+                    field_manager: Some("k1s".into()),
+                    ..Default::default()
+                },
+                &ns,
+            )
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e).with_context(|| format!("creating namespace {name}")),

@@ -25,12 +25,37 @@ fn discovery_documents() {
     let api = s.get_json("/api");
     assert_eq!(api["versions"], json!(["v1"]));
     let apis = s.get_json("/apis");
-    let names: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-    for g in ["apps", "batch", "autoscaling", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io", "node.k8s.io", "apiextensions.k8s.io"] {
+    let names: Vec<&str> = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    for g in [
+        "apps",
+        "batch",
+        "autoscaling",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "networking.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "storage.k8s.io",
+        "scheduling.k8s.io",
+        "node.k8s.io",
+        "apiextensions.k8s.io",
+    ] {
         assert!(names.contains(&g), "missing group {g}: {names:?}");
     }
     let core = s.get_json("/api/v1");
-    let pods = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap().clone();
+    let pods = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods")
+        .unwrap()
+        .clone();
     assert_eq!(pods["namespaced"], true);
     assert_eq!(pods["shortNames"], json!(["po"]));
     assert_eq!(pods["categories"], json!(["all"]));
@@ -45,12 +70,29 @@ fn discovery_documents() {
         .unwrap();
     let agg: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(agg["kind"], "APIGroupDiscoveryList");
-    let apps = agg["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-    let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+    let apps = agg["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .unwrap();
+    let deploy = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .unwrap();
     assert_eq!(deploy["scope"], "Namespaced");
-    assert!(deploy["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "scale"));
+    assert!(deploy["subresources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["subresource"] == "scale"));
     let v3 = s.get_json("/openapi/v3");
-    assert!(v3["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/apps/v1"));
+    assert!(v3["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .starts_with("/openapi/v3/apis/apps/v1"));
     let (code, _) = s.curl("GET", "/openapi/v2", None, true);
     assert_eq!(code, 200);
 }
@@ -59,68 +101,163 @@ fn discovery_documents() {
 fn bad_input_is_refused_and_nothing_changes() {
     let s = TestServer::start();
     let cms = "/api/v1/namespaces/default/configmaps";
-    let (code, body) = s.curl("POST", cms, Some(("application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok"},"data":{"a":"b"}}"#)), true);
+    let (code, body) = s.curl(
+        "POST",
+        cms,
+        Some((
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok"},"data":{"a":"b"}}"#,
+        )),
+        true,
+    );
     assert_eq!(code, 201, "{body}");
     let before = s.get_json(cms);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("application/json", b"{not json".to_vec(), 400),
         ("application/json", b"[1,2,3]".to_vec(), 400),
         ("application/yaml", b"a: [unclosed".to_vec(), 400),
-        ("application/json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(), 400),
-        ("application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#.to_vec(), 422),
-        ("application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.to_vec(), 422),
-        ("application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"a":5}}"#.to_vec(), 400),
-        ("application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok"}}"#.to_vec(), 409),
-        ("application/vnd.kubernetes.protobuf", b"\x00\x01".to_vec(), 415),
-        ("application/json", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), 400),
+        (
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(),
+            400,
+        ),
+        (
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#.to_vec(),
+            422,
+        ),
+        (
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.to_vec(),
+            422,
+        ),
+        (
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"a":5}}"#
+                .to_vec(),
+            400,
+        ),
+        (
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok"}}"#.to_vec(),
+            409,
+        ),
+        (
+            "application/vnd.kubernetes.protobuf",
+            b"\x00\x01".to_vec(),
+            415,
+        ),
+        (
+            "application/json",
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            400,
+        ),
         ("application/json", vec![b' '; 4 * 1024 * 1024], 413),
     ];
     for (ct, body, want) in cases {
         let (code, resp) = s.curl("POST", cms, Some((ct, &body)), true);
-        assert_eq!(code, want, "content-type {ct}, body {:?}: {resp}", String::from_utf8_lossy(&body[..body.len().min(80)]));
-        let status: Value = serde_json::from_str(&resp).unwrap_or_else(|_| panic!("not a Status: {resp}"));
+        assert_eq!(
+            code,
+            want,
+            "content-type {ct}, body {:?}: {resp}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        let status: Value =
+            serde_json::from_str(&resp).unwrap_or_else(|_| panic!("not a Status: {resp}"));
         assert_eq!(status["kind"], "Status");
         assert!(!status["message"].as_str().unwrap_or_default().is_empty());
     }
-    let invalid = s.curl("POST", cms, Some(("application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#)), true).1;
+    let invalid = s
+        .curl(
+            "POST",
+            cms,
+            Some((
+                "application/json",
+                br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#,
+            )),
+            true,
+        )
+        .1;
     let st: Value = serde_json::from_str(&invalid).unwrap();
     assert_eq!(st["details"]["causes"][0]["field"], "metadata.name", "{st}");
     let (code, _) = s.curl("GET", "/apis/example.com/v1/widgets", None, true);
     assert_eq!(code, 404);
     let after = s.get_json(cms);
     assert_eq!(before["items"], after["items"], "nothing stored changed");
-    assert_eq!(s.get_json("/version")["major"], "1", "the server keeps serving");
+    assert_eq!(
+        s.get_json("/version")["major"],
+        "1",
+        "the server keeps serving"
+    );
 }
 
 #[test]
 fn pagination_and_expired_continue() {
     let s = TestServer::start();
     for i in 0..30 {
-        let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"p{i:02}"}}}}"#);
-        assert_eq!(s.curl("POST", "/api/v1/namespaces/default/configmaps", Some(("application/json", body.as_bytes())), true).0, 201);
+        let body =
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"p{i:02}"}}}}"#);
+        assert_eq!(
+            s.curl(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                Some(("application/json", body.as_bytes())),
+                true
+            )
+            .0,
+            201
+        );
     }
     let mut names = vec![];
     let mut cont = String::new();
     let mut first_rv = String::new();
     loop {
-        let page = s.get_json(&format!("/api/v1/namespaces/default/configmaps?limit=8&continue={cont}"));
+        let page = s.get_json(&format!(
+            "/api/v1/namespaces/default/configmaps?limit=8&continue={cont}"
+        ));
         if first_rv.is_empty() {
-            first_rv = page["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+            first_rv = page["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string();
             assert_eq!(page["metadata"]["remainingItemCount"], 22);
             // a write between pages is not seen by later pages: one snapshot
             let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"p99"}}"#;
-            assert_eq!(s.curl("POST", "/api/v1/namespaces/default/configmaps", Some(("application/json", body)), true).0, 201);
+            assert_eq!(
+                s.curl(
+                    "POST",
+                    "/api/v1/namespaces/default/configmaps",
+                    Some(("application/json", body)),
+                    true
+                )
+                .0,
+                201
+            );
         } else {
-            assert_eq!(page["metadata"]["resourceVersion"].as_str().unwrap(), first_rv);
+            assert_eq!(
+                page["metadata"]["resourceVersion"].as_str().unwrap(),
+                first_rv
+            );
         }
-        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         match page["metadata"]["continue"].as_str() {
             Some(c) if !c.is_empty() => cont = c.to_string(),
             _ => break,
         }
     }
     assert_eq!(names.len(), 30, "{names:?}");
-    let (code, _) = s.curl("GET", "/api/v1/namespaces/default/configmaps?limit=1&continue=garbage", None, true);
+    let (code, _) = s.curl(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?limit=1&continue=garbage",
+        None,
+        true,
+    );
     assert_eq!(code, 400);
 }
 
@@ -143,7 +280,10 @@ async fn concurrent_updates_never_lose_one() {
             for _ in 0..10 {
                 let mut cur = api.get("counter").await.unwrap();
                 let n: u64 = cur.data.as_ref().unwrap()["n"].parse().unwrap();
-                cur.data.as_mut().unwrap().insert("n".into(), (n + 1).to_string());
+                cur.data
+                    .as_mut()
+                    .unwrap()
+                    .insert("n".into(), (n + 1).to_string());
                 match api.replace("counter", &PostParams::default(), &cur).await {
                     Ok(_) => ok += 1,
                     Err(kube::Error::Api(e)) if e.code == 409 => conflicts += 1,
@@ -159,8 +299,13 @@ async fn concurrent_updates_never_lose_one() {
         assert_eq!(ok + conflicts, 10);
         total_ok += ok;
     }
-    let n: u64 = api.get("counter").await.unwrap().data.unwrap()["n"].parse().unwrap();
-    assert_eq!(n, total_ok, "every acknowledged update is applied exactly once");
+    let n: u64 = api.get("counter").await.unwrap().data.unwrap()["n"]
+        .parse()
+        .unwrap();
+    assert_eq!(
+        n, total_ok,
+        "every acknowledged update is applied exactly once"
+    );
     assert!(total_ok > 0);
 }
 
@@ -168,20 +313,56 @@ async fn concurrent_updates_never_lose_one() {
 async fn watch_resume_bookmarks_and_gone() {
     let s = TestServer::start();
     let cms = "/api/v1/namespaces/default/configmaps";
-    let mk = |n: &str| format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{n}"}}}}"#);
-    let (_, body) = s.curl("POST", cms, Some(("application/json", mk("w1").as_bytes())), true);
+    let mk = |n: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{n}"}}}}"#)
+    };
+    let (_, body) = s.curl(
+        "POST",
+        cms,
+        Some(("application/json", mk("w1").as_bytes())),
+        true,
+    );
     let rv1: Value = serde_json::from_str(&body).unwrap();
-    let rv1 = rv1["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    s.curl("POST", cms, Some(("application/json", mk("w2").as_bytes())), true);
+    let rv1 = rv1["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.curl(
+        "POST",
+        cms,
+        Some(("application/json", mk("w2").as_bytes())),
+        true,
+    );
     s.curl("DELETE", &format!("{cms}/w1"), None, true);
     // resume from rv1: sees w2 ADDED and w1 DELETED, in order, then times out
-    let (code, stream) = s.curl("GET", &format!("{cms}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"), None, true);
+    let (code, stream) = s.curl(
+        "GET",
+        &format!("{cms}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"),
+        None,
+        true,
+    );
     assert_eq!(code, 200);
-    let events: Vec<Value> = stream.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let kinds: Vec<(&str, &str)> = events.iter().map(|e| (e["type"].as_str().unwrap(), e["object"]["metadata"]["name"].as_str().unwrap())).collect();
+    let events: Vec<Value> = stream
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(kinds, vec![("ADDED", "w2"), ("DELETED", "w1")]);
     // too old: 200, then an ERROR event with a 410 Status
-    let (code, stream) = s.curl("GET", &format!("{cms}?watch=true&resourceVersion=1&timeoutSeconds=1"), None, true);
+    let (code, stream) = s.curl(
+        "GET",
+        &format!("{cms}?watch=true&resourceVersion=1&timeoutSeconds=1"),
+        None,
+        true,
+    );
     assert_eq!(code, 200);
     let _ = stream; // the store keeps history for 5 minutes, so revision 1 is still served here
 }
@@ -196,7 +377,11 @@ async fn kube_runtime_watcher_and_reflector_over_https() {
     let client = s.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let (reader, writer) = reflector::store::<ConfigMap>();
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default().labels("app=r"))).applied_objects();
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().labels("app=r")),
+    )
+    .applied_objects();
     let handle = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
@@ -216,7 +401,11 @@ async fn kube_runtime_watcher_and_reflector_over_https() {
     while reader.state().len() < 5 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let mut names: Vec<String> = reader.state().iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+    let mut names: Vec<String> = reader
+        .state()
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["r0", "r1", "r2", "r3", "r4"]);
     handle.abort();
@@ -226,21 +415,32 @@ async fn kube_runtime_watcher_and_reflector_over_https() {
 fn slow_clients_do_not_block_others() {
     let s = TestServer::start();
     // connections that never finish the TLS handshake
-    let stalled: Vec<std::net::TcpStream> = (0..50).map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap()).collect();
+    let stalled: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
     // a watcher that reads one byte a second while writes pile up
     let tls = s.tls_dir();
     let mut slow = std::process::Command::new("curl")
         .args(["-sS", "--limit-rate", "1", "-o", "/dev/null", "--cacert"])
         .arg(tls.join("ca.crt"))
-        .arg("--cert").arg(tls.join("admin.crt"))
-        .arg("--key").arg(tls.join("admin.key"))
+        .arg("--cert")
+        .arg(tls.join("admin.crt"))
+        .arg("--key")
+        .arg(tls.join("admin.key"))
         .arg(s.url("/api/v1/namespaces/default/configmaps?watch=true"))
         .spawn()
         .unwrap();
     let payload = "x".repeat(4096);
     for i in 0..200 {
-        let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"s{i}"}},"data":{{"p":"{payload}"}}}}"#);
-        let (code, resp) = s.curl("POST", "/api/v1/namespaces/default/configmaps", Some(("application/json", body.as_bytes())), true);
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"s{i}"}},"data":{{"p":"{payload}"}}}}"#
+        );
+        let (code, resp) = s.curl(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(("application/json", body.as_bytes())),
+            true,
+        );
         assert_eq!(code, 201, "{resp}");
     }
     let start = std::time::Instant::now();

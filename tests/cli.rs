@@ -8,7 +8,14 @@ use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String) {
     let o = Command::new(k1s_bin()).args(args).output().expect("k1s");
-    (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    (
+        o.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
 }
 
 #[test]
@@ -34,16 +41,27 @@ fn version_and_bad_flags() {
     std::fs::write(&cfg, "bogus-key: 1\n").unwrap();
     let (code, out) = run(&["server", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(out.contains("bogus-key") && out.contains("config.yaml"), "{out}");
+    assert!(
+        out.contains("bogus-key") && out.contains("config.yaml"),
+        "{out}"
+    );
 }
 
 #[test]
 fn config_file_and_environment_apply() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, "tls-san: [k1s.example.test]\nwrite-kubeconfig-mode: \"0640\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "tls-san: [k1s.example.test]\nwrite-kubeconfig-mode: \"0640\"\n",
+    )
+    .unwrap();
     let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()]);
-    let mode = std::fs::metadata(&s.kubeconfig).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&s.kubeconfig)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o640);
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
@@ -52,7 +70,11 @@ fn config_file_and_environment_apply() {
     if let Ok(o) = out {
         let text = String::from_utf8_lossy(&o.stdout);
         if o.status.success() {
-            assert!(text.contains("k1s.example.test") && text.contains("kubernetes.default.svc.cluster.local"), "{text}");
+            assert!(
+                text.contains("k1s.example.test")
+                    && text.contains("kubernetes.default.svc.cluster.local"),
+                "{text}"
+            );
         }
     }
 }
@@ -60,17 +82,40 @@ fn config_file_and_environment_apply() {
 #[test]
 fn files_are_private_and_reused_on_restart() {
     let mut s = TestServer::start();
-    let mode = std::fs::metadata(&s.kubeconfig).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&s.kubeconfig)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    for f in ["ca.crt", "ca.key", "serving.crt", "serving.key", "admin.crt", "admin.key"] {
-        let m = std::fs::metadata(s.tls_dir().join(f)).unwrap().permissions().mode() & 0o777;
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "serving.crt",
+        "serving.key",
+        "admin.crt",
+        "admin.key",
+    ] {
+        let m = std::fs::metadata(s.tls_dir().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(m, 0o600, "{f}");
     }
     let ca = std::fs::read(s.tls_dir().join("ca.crt")).unwrap();
     s.k(&["get", "ns", "default"]);
     s.stop();
     s.spawn();
-    assert_eq!(std::fs::read(s.tls_dir().join("ca.crt")).unwrap(), ca, "the CA is reused");
+    assert_eq!(
+        std::fs::read(s.tls_dir().join("ca.crt")).unwrap(),
+        ca,
+        "the CA is reused"
+    );
     let out = s.k(&["get", "ns"]);
-    assert_eq!(out.lines().filter(|l| l.contains("Active")).count(), 4, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("Active")).count(),
+        4,
+        "{out}"
+    );
 }

@@ -38,11 +38,22 @@ async fn acknowledged_writes_survive_kill_9() {
         }
         s.spawn();
         let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
-        let stored: std::collections::HashSet<String> =
-            api.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).collect();
+        let stored: std::collections::HashSet<String> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
         let acked = acked.lock().unwrap().clone();
         assert!(!acked.is_empty(), "writers made progress in round {round}");
         let missing: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
-        assert!(missing.is_empty(), "round {round}: {} acknowledged writes lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged writes lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
     }
 }

@@ -32,9 +32,12 @@ fn cm(name: &str) -> ConfigMap {
 async fn reflector_in_process() {
     let (_store, client) = setup().await;
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    api.create(&PostParams::default(), &cm("before")).await.unwrap();
+    api.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
     let (reader, writer) = reflector::store::<ConfigMap>();
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects();
+    let stream =
+        reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects();
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(e) = stream.next().await {
@@ -42,7 +45,9 @@ async fn reflector_in_process() {
         }
     });
     for i in 0..10 {
-        api.create(&PostParams::default(), &cm(&format!("c{i}"))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("c{i}")))
+            .await
+            .unwrap();
     }
     api.delete("c0", &Default::default()).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -50,7 +55,10 @@ async fn reflector_in_process() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(reader.state().len(), 10);
-    assert!(reader.state().iter().all(|c| c.metadata.name.as_deref() != Some("c0")));
+    assert!(reader
+        .state()
+        .iter()
+        .all(|c| c.metadata.name.as_deref() != Some("c0")));
     task.abort();
 }
 
@@ -59,20 +67,31 @@ async fn compacted_revisions_get_410() {
     let (store, client) = setup().await;
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     for i in 0..6 {
-        api.create(&PostParams::default(), &cm(&format!("c{i}"))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("c{i}")))
+            .await
+            .unwrap();
     }
     let page = api.list(&ListParams::default().limit(2)).await.unwrap();
     let token = page.metadata.continue_.clone().unwrap();
     let old_rv = page.metadata.resource_version.clone().unwrap();
-    api.create(&PostParams::default(), &cm("later")).await.unwrap();
+    api.create(&PostParams::default(), &cm("later"))
+        .await
+        .unwrap();
     store.compact(store.current_revision()).await.unwrap();
     // continue at a compacted revision: 410
-    match api.list(&ListParams::default().limit(2).continue_token(&token)).await {
+    match api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+    {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 410, "{e:?}"),
         other => panic!("expected 410, got {other:?}"),
     }
     // watch from a compacted revision: 200 then an ERROR event carrying 410
-    let mut w = api.watch(&WatchParams::default().timeout(2), &old_rv).await.unwrap().boxed();
+    let mut w = api
+        .watch(&WatchParams::default().timeout(2), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
     match w.next().await {
         Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410),
         Some(Err(kube::Error::Api(e))) => assert_eq!(e.code, 410),
@@ -93,7 +112,12 @@ async fn bookmarks_and_initial_events() {
     while let Some(ev) = w.next().await {
         match ev.unwrap() {
             WatchEvent::Added(c) => saw_added |= c.metadata.name.as_deref() == Some("a"),
-            WatchEvent::Bookmark(b) => saw_end |= b.metadata.annotations.contains_key("k8s.io/initial-events-end"),
+            WatchEvent::Bookmark(b) => {
+                saw_end |= b
+                    .metadata
+                    .annotations
+                    .contains_key("k8s.io/initial-events-end")
+            }
             _ => {}
         }
         if saw_added && saw_end {

@@ -38,7 +38,12 @@ impl Authorizer for MastersOnly {
 /// Upstream's message for a refused request.
 pub fn forbidden_message(user: &UserInfo, a: &Attributes<'_>) -> String {
     if a.resource.is_empty() {
-        return format!("forbidden: User \"{}\" cannot {} path \"{}\"", user.name, a.verb.to_lowercase(), a.path);
+        return format!(
+            "forbidden: User \"{}\" cannot {} path \"{}\"",
+            user.name,
+            a.verb.to_lowercase(),
+            a.path
+        );
     }
     let res = match a.subresource {
         Some(s) => format!("{}/{}", a.resource, s),

@@ -7,12 +7,23 @@ use serde_json::{json, Value};
 
 /// What a subresource answers to: (kind group, kind version, kind, verbs).
 fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, String, String, Vec<&'static str>) {
-    let same = |verbs: Vec<&'static str>| (r.group.clone(), r.version.clone(), r.kind.clone(), verbs);
+    let same =
+        |verbs: Vec<&'static str>| (r.group.clone(), r.version.clone(), r.kind.clone(), verbs);
     match sub {
         "status" => same(vec!["get", "patch", "update"]),
-        "scale" => ("autoscaling".into(), "v1".into(), "Scale".into(), vec!["get", "patch", "update"]),
+        "scale" => (
+            "autoscaling".into(),
+            "v1".into(),
+            "Scale".into(),
+            vec!["get", "patch", "update"],
+        ),
         "binding" => (String::new(), "v1".into(), "Binding".into(), vec!["create"]),
-        "eviction" => ("policy".into(), "v1".into(), "Eviction".into(), vec!["create"]),
+        "eviction" => (
+            "policy".into(),
+            "v1".into(),
+            "Eviction".into(),
+            vec!["create"],
+        ),
         "finalize" => same(vec!["update"]),
         _ => same(vec!["get"]),
     }
@@ -37,8 +48,11 @@ fn resource_entry(r: &ResourceInfo) -> Value {
 
 /// `/api/v1`, `/apis/<g>/<v>`: APIResourceList.
 pub fn resource_list(cat: &CatalogData, group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&std::sync::Arc<ResourceInfo>> =
-        cat.resources.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&std::sync::Arc<ResourceInfo>> = cat
+        .resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -55,8 +69,14 @@ pub fn resource_list(cat: &CatalogData, group: &str, version: &str) -> Option<Va
             entries.push(e);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}),
+    )
 }
 
 pub fn api_versions(server_address: &str) -> Value {
@@ -64,7 +84,10 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_entry(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
@@ -106,7 +129,9 @@ pub fn aggregated(cat: &CatalogData, legacy: bool) -> Value {
                 json!({"version": v, "resources": resources, "freshness": "Current"})
             })
             .collect();
-        items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}));
+        items.push(
+            json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}),
+        );
     }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }

@@ -11,6 +11,7 @@ mod handlers;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod request;
 pub mod response;
 pub mod serve;
@@ -45,7 +46,11 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub fn new(registry: Registry, authorizer: Arc<dyn Authorizer>, server_address: String) -> Arc<ApiServer> {
+    pub fn new(
+        registry: Registry,
+        authorizer: Arc<dyn Authorizer>,
+        server_address: String,
+    ) -> Arc<ApiServer> {
         let kinds: Vec<openapi::ServedKind> = registry
             .catalog()
             .snapshot()
@@ -80,7 +85,11 @@ impl ApiServer {
     }
 
     /// Serve one request. `user` is None for an unauthenticated client.
-    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, user: Option<UserInfo>) -> Response<Body>
+    pub async fn handle<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        user: Option<UserInfo>,
+    ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -96,7 +105,11 @@ impl ApiServer {
         resp
     }
 
-    async fn route<B>(self: &Arc<Self>, req: Request<B>, user: Option<&UserInfo>) -> Result<Response<Body>, ApiError>
+    async fn route<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        user: Option<&UserInfo>,
+    ) -> Result<Response<Body>, ApiError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -104,18 +117,27 @@ impl ApiServer {
         let path = req.uri().path().to_string();
         let query = Query::parse(req.uri().query());
         let info = request::parse(req.method(), &path, &query);
-        let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
-            || path.starts_with("/healthz/")
+        let public = matches!(
+            path.as_str(),
+            "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+        ) || path.starts_with("/healthz/")
             || path.starts_with("/livez/")
             || path.starts_with("/readyz/");
         let user = match user {
             Some(u) => u.clone(),
-            None if public => UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] },
+            None if public => UserInfo {
+                name: "system:anonymous".into(),
+                groups: vec!["system:unauthenticated".into()],
+            },
             None => return Err(ApiError::unauthorized()),
         };
         if !public {
             let attrs = Attributes {
-                verb: if info.is_resource_request { &info.verb } else { req.method().as_str() },
+                verb: if info.is_resource_request {
+                    &info.verb
+                } else {
+                    req.method().as_str()
+                },
                 group: &info.group,
                 resource: &info.resource,
                 subresource: info.subresource.as_deref(),
@@ -127,7 +149,11 @@ impl ApiServer {
                 return Err(ApiError::forbidden(auth::forbidden_message(&user, &attrs)));
             }
         }
-        let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(String::from);
+        let accept = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         if info.is_resource_request {
             let fmt = response::negotiate(accept.as_deref())?;
             return handlers::resource(self, req, info, query, fmt, &user).await;
@@ -135,9 +161,18 @@ impl ApiServer {
         self.non_resource(&path, req.method(), &query, accept.as_deref(), &info)
     }
 
-    fn non_resource(&self, path: &str, method: &Method, query: &Query, accept: Option<&str>, _info: &RequestInfo) -> Result<Response<Body>, ApiError> {
+    fn non_resource(
+        &self,
+        path: &str,
+        method: &Method,
+        query: &Query,
+        accept: Option<&str>,
+        _info: &RequestInfo,
+    ) -> Result<Response<Body>, ApiError> {
         if method != Method::GET && method != Method::HEAD {
-            return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})")));
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method} {path})"
+            )));
         }
         let cat = self.registry.catalog().snapshot();
         let ok = |v: Value| Ok(response::json_response(StatusCode::OK, &v, Format::Json));
@@ -146,7 +181,13 @@ impl ApiServer {
             "/healthz" | "/livez" => return Ok(health(query, true)),
             "/readyz" => return Ok(health(query, self.ready.load(Ordering::SeqCst))),
             "/version" => return ok(version()),
-            "/openapi/v2" => return Ok(response::bytes_response(StatusCode::OK, "application/json", self.openapi.v2_document().as_ref().clone())),
+            "/openapi/v2" => {
+                return Ok(response::bytes_response(
+                    StatusCode::OK,
+                    "application/json",
+                    self.openapi.v2_document().as_ref().clone(),
+                ))
+            }
             "/openapi/v3" => {
                 self.openapi.set_custom(&self.custom_crds());
                 return ok(self.openapi.v3_index());
@@ -156,21 +197,35 @@ impl ApiServer {
         if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
             self.openapi.set_custom(&self.custom_crds());
             return match self.openapi.v3_document(rest) {
-                Some(doc) => Ok(response::bytes_response(StatusCode::OK, "application/json", doc.as_ref().clone())),
+                Some(doc) => Ok(response::bytes_response(
+                    StatusCode::OK,
+                    "application/json",
+                    doc.as_ref().clone(),
+                )),
                 None => Err(ApiError::not_found_path()),
             };
         }
         let fmt = response::negotiate(accept)?;
         let parts: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
-            ["api"] if fmt == Format::Aggregated => Ok(aggregated(discovery::aggregated(&cat, true))),
+            ["api"] if fmt == Format::Aggregated => {
+                Ok(aggregated(discovery::aggregated(&cat, true)))
+            }
             ["api"] => ok(discovery::api_versions(&self.server_address)),
-            ["apis"] if fmt == Format::Aggregated => Ok(aggregated(discovery::aggregated(&cat, false))),
+            ["apis"] if fmt == Format::Aggregated => {
+                Ok(aggregated(discovery::aggregated(&cat, false)))
+            }
             ["apis"] => ok(discovery::group_list(&cat)),
-            ["api", v] => discovery::resource_list(&cat, "", v).map_or_else(|| Err(ApiError::not_found_path()), ok),
-            ["apis", g] => discovery::group(&cat, g).map_or_else(|| Err(ApiError::not_found_path()), ok),
-            ["apis", g, v] => discovery::resource_list(&cat, g, v).map_or_else(|| Err(ApiError::not_found_path()), ok),
-            [""] => ok(json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]})),
+            ["api", v] => discovery::resource_list(&cat, "", v)
+                .map_or_else(|| Err(ApiError::not_found_path()), ok),
+            ["apis", g] => {
+                discovery::group(&cat, g).map_or_else(|| Err(ApiError::not_found_path()), ok)
+            }
+            ["apis", g, v] => discovery::resource_list(&cat, g, v)
+                .map_or_else(|| Err(ApiError::not_found_path()), ok),
+            [""] => ok(
+                json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]}),
+            ),
             _ => Err(ApiError::not_found_path()),
         }
     }
@@ -205,10 +260,17 @@ fn aggregated(v: Value) -> Response<Body> {
 }
 
 fn health(query: &Query, ok: bool) -> Response<Body> {
-    let status = if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     let body = if query.get("verbose").is_some() {
         let mark = if ok { "[+]" } else { "[-]" };
-        format!("[+]ping ok\n[+]etcd ok\n{mark}informer-sync ok\n{}\n", if ok { "check passed" } else { "check failed" })
+        format!(
+            "[+]ping ok\n[+]etcd ok\n{mark}informer-sync ok\n{}\n",
+            if ok { "check passed" } else { "check failed" }
+        )
     } else if ok {
         "ok".to_string()
     } else {
@@ -252,7 +314,9 @@ where
     }
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {}", e.into())))?;
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(format!("reading the request body: {}", e.into()))
+        })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_BODY {
                 drain(body);

@@ -26,7 +26,8 @@ impl Query {
         let mut m = HashMap::new();
         for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.entry(percent_decode(k)).or_insert_with(|| percent_decode(v));
+            m.entry(percent_decode(k))
+                .or_insert_with(|| percent_decode(v));
         }
         Query(m)
     }
@@ -46,7 +47,9 @@ pub fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => {
                         out.push(v);
@@ -66,7 +69,12 @@ pub fn percent_decode(s: &str) -> String {
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 pub fn parse(method: &http::Method, path: &str, query: &Query) -> RequestInfo {
-    let parts: Vec<String> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let parts: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
     let mut info = RequestInfo::default();
     let rest: &[String] = match parts.first().map(String::as_str) {
         Some("api") if parts.len() >= 2 => {
@@ -103,7 +111,11 @@ pub fn parse(method: &http::Method, path: &str, query: &Query) -> RequestInfo {
     let collection = info.name.is_none();
     info.verb = match *method {
         http::Method::GET | http::Method::HEAD if collection => {
-            if query.flag("watch") && query.get("watch") != Some("false") { "watch" } else { "list" }
+            if query.flag("watch") && query.get("watch") != Some("false") {
+                "watch"
+            } else {
+                "list"
+            }
         }
         http::Method::GET | http::Method::HEAD => "get",
         http::Method::POST => "create",
@@ -129,16 +141,51 @@ mod tests {
     #[test]
     fn paths() {
         let r = p(Method::GET, "/api/v1/namespaces/default/pods/web/log", "");
-        assert_eq!((r.namespace.as_deref(), r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref(), r.verb.as_str()), (Some("default"), "pods", Some("web"), Some("log"), "get"));
+        assert_eq!(
+            (
+                r.namespace.as_deref(),
+                r.resource.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref(),
+                r.verb.as_str()
+            ),
+            (Some("default"), "pods", Some("web"), Some("log"), "get")
+        );
         let r = p(Method::GET, "/apis/apps/v1/deployments", "watch=true");
-        assert_eq!((r.group.as_str(), r.resource.as_str(), r.verb.as_str(), r.namespace), ("apps", "deployments", "watch", None));
+        assert_eq!(
+            (
+                r.group.as_str(),
+                r.resource.as_str(),
+                r.verb.as_str(),
+                r.namespace
+            ),
+            ("apps", "deployments", "watch", None)
+        );
         let r = p(Method::PUT, "/api/v1/namespaces/kube-system/finalize", "");
-        assert_eq!((r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref(), r.namespace), ("namespaces", Some("kube-system"), Some("finalize"), None));
+        assert_eq!(
+            (
+                r.resource.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref(),
+                r.namespace
+            ),
+            ("namespaces", Some("kube-system"), Some("finalize"), None)
+        );
         let r = p(Method::GET, "/api/v1/namespaces/foo", "");
-        assert_eq!((r.resource.as_str(), r.name.as_deref(), r.verb.as_str()), ("namespaces", Some("foo"), "get"));
-        let r = p(Method::DELETE, "/api/v1/namespaces/a/configmaps", "labelSelector=x%3Dy");
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref(), r.verb.as_str()),
+            ("namespaces", Some("foo"), "get")
+        );
+        let r = p(
+            Method::DELETE,
+            "/api/v1/namespaces/a/configmaps",
+            "labelSelector=x%3Dy",
+        );
         assert_eq!(r.verb, "deletecollection");
         assert!(!p(Method::GET, "/apis/apps/v1", "").is_resource_request);
-        assert_eq!(Query::parse(Some("labelSelector=app%20in%20(a%2Cb)")).get("labelSelector"), Some("app in (a,b)"));
+        assert_eq!(
+            Query::parse(Some("labelSelector=app%20in%20(a%2Cb)")).get("labelSelector"),
+            Some("app in (a,b)")
+        );
     }
 }

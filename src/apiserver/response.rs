@@ -10,7 +10,9 @@ use serde_json::Value;
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// What the client accepts, from its Accept header.
@@ -33,14 +35,20 @@ pub fn negotiate(accept: Option<&str>) -> Result<Format, ApiError> {
         let params: Vec<(&str, &str)> = it.filter_map(|p| p.split_once('=')).collect();
         let param = |k: &str| params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
         match (mt, param("as"), param("g")) {
-            ("application/json", Some("Table"), Some("meta.k8s.io")) if matches!(param("v"), Some("v1") | Some("v1beta1")) => {
+            ("application/json", Some("Table"), Some("meta.k8s.io"))
+                if matches!(param("v"), Some("v1") | Some("v1beta1")) =>
+            {
                 return Ok(Format::Table)
             }
-            ("application/json", Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io")) if param("v") == Some("v2") => {
+            ("application/json", Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"))
+                if param("v") == Some("v2") =>
+            {
                 return Ok(Format::Aggregated)
             }
             ("application/json", Some(_), _) => continue,
-            ("application/json", None, _) | ("*/*", _, _) | ("application/*", _, _) => return Ok(Format::Json),
+            ("application/json", None, _) | ("*/*", _, _) | ("application/*", _, _) => {
+                return Ok(Format::Json)
+            }
             ("application/yaml", None, _) => return Ok(Format::Yaml),
             _ => continue,
         }
@@ -52,13 +60,25 @@ pub fn negotiate(accept: Option<&str>) -> Result<Format, ApiError> {
 
 pub fn json_response(status: StatusCode, v: &Value, fmt: Format) -> Response<Body> {
     let (ct, body) = match fmt {
-        Format::Yaml => ("application/yaml", serde_yaml::to_string(v).map(String::into_bytes).unwrap_or_default()),
-        _ => ("application/json", serde_json::to_vec(v).unwrap_or_default()),
+        Format::Yaml => (
+            "application/yaml",
+            serde_yaml::to_string(v)
+                .map(String::into_bytes)
+                .unwrap_or_default(),
+        ),
+        _ => (
+            "application/json",
+            serde_json::to_vec(v).unwrap_or_default(),
+        ),
     };
     bytes_response(status, ct, body)
 }
 
-pub fn bytes_response(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn bytes_response(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     if let Ok(v) = HeaderValue::from_str(content_type) {
@@ -93,7 +113,10 @@ mod tests {
         assert_eq!(negotiate(Some(t)).unwrap(), Format::Table);
         let d = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(negotiate(Some(d)).unwrap(), Format::Aggregated);
-        assert_eq!(negotiate(Some("application/json, */*")).unwrap(), Format::Json);
+        assert_eq!(
+            negotiate(Some("application/json, */*")).unwrap(),
+            Format::Json
+        );
         assert_eq!(negotiate(Some("application/yaml")).unwrap(), Format::Yaml);
         assert!(negotiate(Some("application/vnd.kubernetes.protobuf")).is_err());
         assert_eq!(negotiate(None).unwrap(), Format::Json);

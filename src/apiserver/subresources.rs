@@ -2,7 +2,9 @@
 //! custom resource), pods/binding, pods/eviction and namespaces/finalize.
 
 use super::auth::UserInfo;
-use super::handlers::{delete_options, parse_body, patch_object, render_one, write_options, written};
+use super::handlers::{
+    delete_options, parse_body, patch_object, render_one, write_options, written,
+};
 use super::patch::{self, PatchType};
 use super::request::Query;
 use super::response::{self, Body, Format};
@@ -30,18 +32,52 @@ pub(super) async fn handle(
     if !res.subresources.iter().any(|s| s == sub) {
         return Err(ApiError::not_found_path());
     }
-    let mismatch = || ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({sub})"));
+    let mismatch = || {
+        ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({sub})"
+        ))
+    };
     match (sub, verb) {
-        ("status", "get") => Ok(render_one(res, &srv.registry.get(res, ns, name).await?, fmt, query)),
+        ("status", "get") => Ok(render_one(
+            res,
+            &srv.registry.get(res, ns, name).await?,
+            fmt,
+            query,
+        )),
         ("status", "update") => {
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers, user)?;
-            Ok(written(StatusCode::OK, srv.registry.update(res, ns, name, obj, Some("status"), &opts).await?, fmt))
+            Ok(written(
+                StatusCode::OK,
+                srv.registry
+                    .update(res, ns, name, obj, Some("status"), &opts)
+                    .await?,
+                fmt,
+            ))
         }
-        ("status", "patch") => Ok(written(StatusCode::OK, patch_object(srv, res, ns, name, Some("status"), headers, &body, query, user).await?, fmt)),
+        ("status", "patch") => Ok(written(
+            StatusCode::OK,
+            patch_object(
+                srv,
+                res,
+                ns,
+                name,
+                Some("status"),
+                headers,
+                &body,
+                query,
+                user,
+            )
+            .await?,
+            fmt,
+        )),
         ("scale", "get") => {
             let obj = srv.registry.get(res, ns, name).await?;
-            Ok(response::json_response(StatusCode::OK, &to_scale(res, &obj)?, json_fmt(fmt)))
+            Ok(response::json_response(
+                StatusCode::OK,
+                &to_scale(res, &obj)?,
+                json_fmt(fmt),
+            ))
         }
         ("scale", "update") | ("scale", "patch") => {
             let opts = write_options(query, headers, user)?;
@@ -51,15 +87,27 @@ pub(super) async fn handle(
                 let wanted = if verb == "update" {
                     parse_body(headers, &body)?
                 } else {
-                    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let ct = headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
                     let doc = parse_body(headers, &body)?;
-                    match PatchType::from_content_type(ct.split(';').next().unwrap_or_default().trim()) {
-                        Some(PatchType::Json) => patch::json_patch(&scale, &doc).map_err(|e| ApiError::bad_request(e.to_string()))?,
-                        Some(PatchType::Merge) | Some(PatchType::StrategicMerge) => patch::try_merge_patch(&scale, &doc).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    match PatchType::from_content_type(
+                        ct.split(';').next().unwrap_or_default().trim(),
+                    ) {
+                        Some(PatchType::Json) => patch::json_patch(&scale, &doc)
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                        Some(PatchType::Merge) | Some(PatchType::StrategicMerge) => {
+                            patch::try_merge_patch(&scale, &doc)
+                                .map_err(|e| ApiError::bad_request(e.to_string()))?
+                        }
                         _ => return Err(ApiError::unsupported_media_type(ct)),
                     }
                 };
-                let precondition = wanted["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(String::from);
+                let precondition = wanted["metadata"]["resourceVersion"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(String::from);
                 let replicas = wanted["spec"]["replicas"].as_i64().ok_or_else(|| {
                     ApiError::bad_request("Scale.autoscaling/v1 spec.replicas must be an integer")
                 })?;
@@ -70,15 +118,33 @@ pub(super) async fn handle(
                         value: Some(replicas.to_string()),
                         detail: "must be greater than or equal to 0".into(),
                     };
-                    return Err(ApiError::invalid(crate::registry::Target { group: "autoscaling", resource: &res.plural, kind: "Scale", name }, &[e]));
+                    return Err(ApiError::invalid(
+                        crate::registry::Target {
+                            group: "autoscaling",
+                            resource: &res.plural,
+                            kind: "Scale",
+                            name,
+                        },
+                        &[e],
+                    ));
                 }
                 let mut updated = obj.clone();
                 if let Some(rv) = &precondition {
                     updated["metadata"]["resourceVersion"] = json!(rv);
                 }
                 set_path(&mut updated, &spec_replicas_path(res), json!(replicas));
-                match srv.registry.update(res, ns, name, updated, None, &opts).await {
-                    Ok(w) => return Ok(response::json_response(StatusCode::OK, &to_scale(res, &w.obj)?, json_fmt(fmt))),
+                match srv
+                    .registry
+                    .update(res, ns, name, updated, None, &opts)
+                    .await
+                {
+                    Ok(w) => {
+                        return Ok(response::json_response(
+                            StatusCode::OK,
+                            &to_scale(res, &w.obj)?,
+                            json_fmt(fmt),
+                        ))
+                    }
                     Err(e) if e.code == 409 && precondition.is_none() => continue,
                     Err(e) => return Err(e),
                 }
@@ -87,23 +153,40 @@ pub(super) async fn handle(
         }
         ("binding", "create") => {
             let b = parse_body(headers, &body)?;
-            let node = b["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-                ApiError::bad_request("Binding target.name: Required value")
-            })?;
+            let node = b["target"]["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ApiError::bad_request("Binding target.name: Required value"))?;
             let ns = ns.unwrap_or("default");
             srv.registry.bind_pod(ns, name, node).await?;
-            Ok(response::json_response(StatusCode::CREATED, &success(201), Format::Json))
+            Ok(response::json_response(
+                StatusCode::CREATED,
+                &success(201),
+                Format::Json,
+            ))
         }
         ("eviction", "create") => {
             let b = parse_body(headers, &body)?;
-            let opts = delete_options(query, serde_json::to_vec(&b["deleteOptions"]).unwrap_or_default().as_slice())
-                .or_else(|_| delete_options(query, b"{}"))?;
+            let opts = delete_options(
+                query,
+                serde_json::to_vec(&b["deleteOptions"])
+                    .unwrap_or_default()
+                    .as_slice(),
+            )
+            .or_else(|_| delete_options(query, b"{}"))?;
             srv.registry.delete(res, ns, name, &opts).await?;
-            Ok(response::json_response(StatusCode::CREATED, &success(201), Format::Json))
+            Ok(response::json_response(
+                StatusCode::CREATED,
+                &success(201),
+                Format::Json,
+            ))
         }
         ("finalize", "update") => {
             let b = parse_body(headers, &body)?;
-            let obj = srv.registry.finalize_namespace(name, &b["spec"]["finalizers"]).await?;
+            let obj = srv
+                .registry
+                .finalize_namespace(name, &b["spec"]["finalizers"])
+                .await?;
             Ok(response::json_response(StatusCode::OK, &obj, json_fmt(fmt)))
         }
         _ => Err(mismatch()),
@@ -111,7 +194,11 @@ pub(super) async fn handle(
 }
 
 fn json_fmt(fmt: Format) -> Format {
-    if fmt == Format::Yaml { Format::Yaml } else { Format::Json }
+    if fmt == Format::Yaml {
+        Format::Yaml
+    } else {
+        Format::Json
+    }
 }
 
 fn success(code: u16) -> Value {
@@ -119,11 +206,16 @@ fn success(code: u16) -> Value {
 }
 
 fn spec_replicas_path(res: &ResourceInfo) -> String {
-    res.custom.as_ref().and_then(|c| c.spec_replicas_path.clone()).unwrap_or_else(|| ".spec.replicas".into())
+    res.custom
+        .as_ref()
+        .and_then(|c| c.spec_replicas_path.clone())
+        .unwrap_or_else(|| ".spec.replicas".into())
 }
 
 fn get_path<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.trim_start_matches('.').split('.').fold(v, |v, k| &v[k])
+    path.trim_start_matches('.')
+        .split('.')
+        .fold(v, |v, k| &v[k])
 }
 
 fn set_path(v: &mut Value, path: &str, val: Value) {
@@ -142,19 +234,40 @@ fn set_path(v: &mut Value, path: &str, val: Value) {
 fn to_scale(res: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
     let (spec, status, selector) = match &res.custom {
         Some(c) => {
-            let spec = get_path(obj, c.spec_replicas_path.as_deref().unwrap_or(".spec.replicas")).as_i64().unwrap_or(0);
-            let status = c.status_replicas_path.as_deref().map(|p| get_path(obj, p).as_i64().unwrap_or(0)).unwrap_or(0);
-            let sel = c.label_selector_path.as_deref().and_then(|p| get_path(obj, p).as_str().map(String::from));
+            let spec = get_path(
+                obj,
+                c.spec_replicas_path.as_deref().unwrap_or(".spec.replicas"),
+            )
+            .as_i64()
+            .unwrap_or(0);
+            let status = c
+                .status_replicas_path
+                .as_deref()
+                .map(|p| get_path(obj, p).as_i64().unwrap_or(0))
+                .unwrap_or(0);
+            let sel = c
+                .label_selector_path
+                .as_deref()
+                .and_then(|p| get_path(obj, p).as_str().map(String::from));
             (spec, status, sel)
         }
         None => {
             let sel = &obj["spec"]["selector"];
             let sel = if res.kind == "ReplicationController" {
-                sel.as_object().map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+                sel.as_object().map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
             } else {
                 Some(format_selector(sel))
             };
-            (obj["spec"]["replicas"].as_i64().unwrap_or(1), obj["status"]["replicas"].as_i64().unwrap_or(0), sel)
+            (
+                obj["spec"]["replicas"].as_i64().unwrap_or(1),
+                obj["status"]["replicas"].as_i64().unwrap_or(0),
+                sel,
+            )
         }
     };
     let m = &obj["metadata"];
@@ -175,11 +288,20 @@ fn to_scale(res: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
 pub fn format_selector(sel: &Value) -> String {
     let mut parts: Vec<String> = sel["matchLabels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     for e in sel["matchExpressions"].as_array().into_iter().flatten() {
         let key = e["key"].as_str().unwrap_or_default();
-        let vals: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let vals: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         parts.push(match e["operator"].as_str().unwrap_or_default() {
             "In" => format!("{key} in ({})", vals.join(",")),
             "NotIn" => format!("{key} notin ({})", vals.join(",")),

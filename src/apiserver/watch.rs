@@ -25,10 +25,14 @@ pub(super) async fn handle(
     let opts = WatchOptions {
         list: list_options(&res, query)?,
         allow_bookmarks: query.flag("allowWatchBookmarks"),
-        send_initial_events: query.flag("sendInitialEvents") && query.get("sendInitialEvents") != Some("false"),
+        send_initial_events: query.flag("sendInitialEvents")
+            && query.get("sendInitialEvents") != Some("false"),
         ..WatchOptions::default()
     };
-    let timeout = match query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
+    let timeout = match query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+    {
         Some(t) if t > 0 => Duration::from_secs(t),
         // upstream's default: a random 30 to 60 minutes, so clients re-watch spread out
         _ => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
@@ -38,8 +42,14 @@ pub(super) async fn handle(
     let query = query.clone();
     let first = std::sync::atomic::AtomicBool::new(true);
     let events = tokio_stream_from(rx, deadline).map(move |ev| {
-        let object = if fmt == Format::Table && matches!(ev.kind, "ADDED" | "MODIFIED" | "DELETED") {
-            let mut t = table(&res, std::slice::from_ref(&ev.object), &query, json!({"resourceVersion": ev.object["metadata"]["resourceVersion"]}));
+        let object = if fmt == Format::Table && matches!(ev.kind, "ADDED" | "MODIFIED" | "DELETED")
+        {
+            let mut t = table(
+                &res,
+                std::slice::from_ref(&ev.object),
+                &query,
+                json!({"resourceVersion": ev.object["metadata"]["resourceVersion"]}),
+            );
             // column definitions go with the first event only, as upstream sends them
             if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 if let Some(o) = t.as_object_mut() {
@@ -50,14 +60,21 @@ pub(super) async fn handle(
         } else {
             ev.object
         };
-        let mut line = serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Ok::<_, std::io::Error>(Frame::data(Bytes::from(line)))
     });
     let mut r = Response::new(StreamBody::new(events).boxed_unsync());
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(r)
 }
 

@@ -49,12 +49,22 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let name = ns.name_any();
-    let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+    let finalizers = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.clone())
+        .unwrap_or_default();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let err = |source| Error::Api { ns: name.clone(), source };
-    let discovery = Discovery::new(ctx.client.clone()).run().await.map_err(err)?;
+    let err = |source| Error::Api {
+        ns: name.clone(),
+        source,
+    };
+    let discovery = Discovery::new(ctx.client.clone())
+        .run()
+        .await
+        .map_err(err)?;
     let mut remaining = 0usize;
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
@@ -63,7 +73,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             }
             let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, &ar);
             if caps.supports_operation(verbs::DELETE_COLLECTION) {
-                match api.delete_collection(&DeleteParams::background(), &ListParams::default()).await {
+                match api
+                    .delete_collection(&DeleteParams::background(), &ListParams::default())
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 || e.code == 405 => {}
                     Err(e) => return Err(err(e)),
@@ -86,7 +99,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     done.metadata.managed_fields = None;
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    match api.replace_subresource("finalize", &name, &PostParams::default(), &done).await {
+    match api
+        .replace_subresource("finalize", &name, &PostParams::default(), &done)
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
         Err(e) => return Err(err(e)),

@@ -9,12 +9,12 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256,
 };
-use rustls::SignatureScheme;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::SigningKey;
+use rustls::SignatureScheme;
 
-use super::{PkiError, der, inspect};
+use super::{der, inspect, PkiError};
 
 /// Validity of a newly created cluster CA.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);

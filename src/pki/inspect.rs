@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use rcgen::KeyPair;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 

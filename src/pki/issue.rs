@@ -7,7 +7,7 @@ use base64::Engine as _;
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
 
 use super::ca::CertAuthority;
-use super::{BACKDATE, PkiError, der};
+use super::{der, PkiError, BACKDATE};
 
 /// A subject alternative name, normalised for comparison.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -33,7 +33,7 @@ use issue::{IssuedPair, LeafSpec, SanEntry, Usage};
 
 pub use error::PkiError;
 pub use files::write_file_atomic;
-pub use inspect::{UserInfo, user_from_cert};
+pub use inspect::{user_from_cert, UserInfo};
 
 /// Leaf certificates start this far in the past, so a node whose clock is
 /// slightly behind the server's still accepts them.

@@ -139,11 +139,9 @@ fn new_san_reissues_serving_cert_with_same_ca() {
     assert_ne!(first.serving_cert_pem, second.serving_cert_pem);
     let facts = cert_facts(&second.serving_cert_pem);
     assert!(facts.dns_names.iter().any(|n| n == "api.example.com"));
-    assert!(
-        facts
-            .ip_addresses
-            .contains(&"203.0.113.7".parse().expect("ip"))
-    );
+    assert!(facts
+        .ip_addresses
+        .contains(&"203.0.113.7".parse().expect("ip")));
     // Same names again (different case): nothing to do.
     let third = Pki::load_or_create(&config(
         tmp.path(),

@@ -28,7 +28,9 @@ pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
             out.insert(k.clone(), v.clone());
         }
     }
-    serde_json::to_vec(&Value::Object(out)).map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
+    serde_json::to_vec(&Value::Object(out))
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Parse a stored object and set its resourceVersion.
@@ -46,7 +48,9 @@ pub fn set_rv(v: &mut Value, rev: Revision) {
 }
 
 pub fn get_rv(v: &Value) -> Option<Revision> {
-    v["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok())
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
 }
 
 /// Append the stored bytes of an object to `out` with its resourceVersion spliced into the
@@ -82,16 +86,29 @@ mod tests {
     #[test]
     fn splice_equals_decode() {
         let obj = json!({"kind": "ConfigMap", "data": {"metadata": "x"}, "apiVersion": "v1", "metadata": {"name": "a", "resourceVersion": "9"}});
-        let kv = KeyValue { key: "k".into(), value: encode(&obj).unwrap(), create_revision: 3, mod_revision: 7 };
+        let kv = KeyValue {
+            key: "k".into(),
+            value: encode(&obj).unwrap(),
+            create_revision: 3,
+            mod_revision: 7,
+        };
         let mut out = vec![];
         write_with_rv(&mut out, &kv).unwrap();
         let spliced: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(spliced, decode(&kv).unwrap());
         assert_eq!(spliced["metadata"]["resourceVersion"], "7");
         let empty = json!({"apiVersion": "v1", "kind": "X", "metadata": {}});
-        let kv = KeyValue { key: "k".into(), value: encode(&empty).unwrap(), create_revision: 1, mod_revision: 1 };
+        let kv = KeyValue {
+            key: "k".into(),
+            value: encode(&empty).unwrap(),
+            create_revision: 1,
+            mod_revision: 1,
+        };
         let mut out = vec![];
         write_with_rv(&mut out, &kv).unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&out).unwrap()["metadata"]["resourceVersion"], "1");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap()["metadata"]["resourceVersion"],
+            "1"
+        );
     }
 }

@@ -28,7 +28,12 @@ pub struct Target<'a> {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, t: Target<'_>) -> Self {
@@ -50,7 +55,11 @@ impl ApiError {
         Self::new(403, "Forbidden", msg)
     }
     pub fn not_found_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
     pub fn method_not_allowed(msg: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", msg)
@@ -62,10 +71,18 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct:?})"))
     }
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "request entity too large: limit is 3145728",
+        )
     }
     pub fn internal(msg: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", msg.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", msg.into()),
+        )
     }
     pub fn timeout(msg: impl Into<String>) -> Self {
         Self::new(504, "Timeout", msg)
@@ -75,14 +92,33 @@ impl ApiError {
     }
 
     pub fn not_found(t: Target<'_>) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", qualified(t), t.name)).with_details(t)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", qualified(t), t.name),
+        )
+        .with_details(t)
     }
     pub fn already_exists(t: Target<'_>) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", qualified(t), t.name)).with_details(t)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", qualified(t), t.name),
+        )
+        .with_details(t)
     }
     pub fn conflict(t: Target<'_>, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{}\": {}", qualified(t), t.name, why))
-            .with_details(t)
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                qualified(t),
+                t.name,
+                why
+            ),
+        )
+        .with_details(t)
     }
     pub fn stale(t: Target<'_>) -> Self {
         Self::conflict(t, "the object has been modified; please apply your changes to the latest version and try again")
@@ -93,10 +129,14 @@ impl ApiError {
     /// 422 with upstream's message: `Pod "x" is invalid: [a: Required value, b: ...]`.
     pub fn invalid(t: Target<'_>, errs: &[FieldError]) -> Self {
         let msgs: Vec<String> = errs.iter().map(|e| e.message()).collect();
-        let joined = if msgs.len() == 1 { msgs[0].clone() } else { format!("[{}]", msgs.join(", ")) };
+        let joined = if msgs.len() == 1 {
+            msgs[0].clone()
+        } else {
+            format!("[{}]", msgs.join(", "))
+        };
         let causes: Vec<Value> = errs
             .iter()
-            .map(|e| json!({ "reason": e.reason(), "message": e.message().splitn(2, ": ").nth(1).unwrap_or_default(), "field": e.field }))
+            .map(|e| json!({ "reason": e.reason(), "message": e.body(), "field": e.field }))
             .collect();
         let mut details = json!({ "name": t.name, "kind": t.kind, "causes": causes });
         if !t.group.is_empty() {
@@ -115,9 +155,12 @@ impl ApiError {
             StoreError::AlreadyExists { .. } => Self::already_exists(t),
             StoreError::NotFound { .. } => Self::not_found(t),
             StoreError::Conflict { .. } => Self::stale(t),
-            StoreError::Compacted { requested, compacted } => {
-                Self::gone(format!("too old resource version: {requested} ({compacted})"))
-            }
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => Self::gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             StoreError::FutureRevision { requested, current } => Self::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),

@@ -55,24 +55,37 @@ fn encode_continue(rv: u64, start: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
         .map_err(|_| bad())?;
     let j: Value = serde_json::from_slice(&b).map_err(|_| bad())?;
     match (j["rv"].as_u64(), j["start"].as_str()) {
-        (Some(rv), Some(start)) if j["v"] == "meta.k8s.io/v1" && rv > 0 => Ok((rv, start.to_string())),
+        (Some(rv), Some(start)) if j["v"] == "meta.k8s.io/v1" && rv > 0 => {
+            Ok((rv, start.to_string()))
+        }
         _ => Err(bad()),
     }
 }
 
 impl Registry {
-    pub async fn list(&self, res: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ListPage> {
+    pub async fn list(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage> {
         let prefix = res.list_prefix(ns);
         let (mut revision, mut start) = match &opts.continue_token {
             Some(t) if !t.is_empty() => {
-                if opts.resource_version.as_deref().is_some_and(|v| !v.is_empty() && v != "0") {
+                if opts
+                    .resource_version
+                    .as_deref()
+                    .is_some_and(|v| !v.is_empty() && v != "0")
+                {
                     return Err(ApiError::bad_request(
                         "specifying resource version is not allowed when using continue",
                     ));
@@ -90,10 +103,24 @@ impl Registry {
         };
         let mut items = Vec::new();
         loop {
-            let page = self.store.list(&prefix, start.as_deref(), fetch, revision).await.map_err(|e| match e {
-                StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(CONTINUE_EXPIRED),
-                e => ApiError::from_store(e, super::Target { group: &res.group, resource: &res.plural, kind: &res.kind, name: "" }),
-            })?;
+            let page = self
+                .store
+                .list(&prefix, start.as_deref(), fetch, revision)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if opts.continue_token.is_some() => {
+                        ApiError::gone(CONTINUE_EXPIRED)
+                    }
+                    e => ApiError::from_store(
+                        e,
+                        super::Target {
+                            group: &res.group,
+                            resource: &res.plural,
+                            kind: &res.kind,
+                            name: "",
+                        },
+                    ),
+                })?;
             revision = Some(page.revision);
             let n = page.kvs.len();
             for (i, kv) in page.kvs.into_iter().enumerate() {
@@ -105,13 +132,25 @@ impl Registry {
                 if opts.limit > 0 && items.len() == opts.limit {
                     let more = i + 1 < n || page.more;
                     let key = start.as_deref().unwrap_or_default();
-                    let token = more.then(|| encode_continue(page.revision, key.strip_prefix(&prefix).unwrap_or(key)));
+                    let token = more.then(|| {
+                        encode_continue(page.revision, key.strip_prefix(&prefix).unwrap_or(key))
+                    });
                     let remaining = (more && !filtering).then_some(page.remaining);
-                    return Ok(ListPage { items, revision: page.revision, continue_token: token, remaining });
+                    return Ok(ListPage {
+                        items,
+                        revision: page.revision,
+                        continue_token: token,
+                        remaining,
+                    });
                 }
             }
             if !page.more || n == 0 {
-                return Ok(ListPage { items, revision: page.revision, continue_token: None, remaining: None });
+                return Ok(ListPage {
+                    items,
+                    revision: page.revision,
+                    continue_token: None,
+                    remaining: None,
+                });
             }
         }
     }
@@ -139,9 +178,15 @@ impl Registry {
         }
     }
 
-    pub(crate) fn matches(&self, _res: &ResourceInfo, kv: &KeyValue, opts: &ListOptions) -> ApiResult<bool> {
+    pub(crate) fn matches(
+        &self,
+        _res: &ResourceInfo,
+        kv: &KeyValue,
+        opts: &ListOptions,
+    ) -> ApiResult<bool> {
         let obj = codec::decode(kv)?;
-        Ok(opts.label_selector.matches(&obj["metadata"]["labels"]) && opts.field_selector.matches(&obj))
+        Ok(opts.label_selector.matches(&obj["metadata"]["labels"])
+            && opts.field_selector.matches(&obj))
     }
 }
 
@@ -152,7 +197,10 @@ mod tests {
     #[test]
     fn continue_round_trip() {
         let t = encode_continue(42, "default/pod-9");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "default/pod-9".to_string()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "default/pod-9".to_string())
+        );
         assert!(decode_continue("garbage!").is_err());
     }
 }

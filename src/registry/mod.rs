@@ -7,14 +7,14 @@
 
 pub mod codec;
 pub mod error;
+mod list;
 pub mod resources;
 pub mod rules;
 pub mod schema;
 pub mod selectors;
+mod special;
 pub mod strategy;
 pub mod typed;
-mod list;
-mod special;
 mod watch;
 
 pub use error::{ApiError, ApiResult, Target};
@@ -70,11 +70,21 @@ pub struct Registry {
 }
 
 fn target<'a>(res: &'a ResourceInfo, name: &'a str) -> Target<'a> {
-    Target { group: &res.group, resource: &res.plural, kind: &res.kind, name }
+    Target {
+        group: &res.group,
+        resource: &res.plural,
+        kind: &res.kind,
+        name,
+    }
 }
 
 fn ns_target(name: &str) -> Target<'_> {
-    Target { group: "", resource: "namespaces", kind: "Namespace", name }
+    Target {
+        group: "",
+        resource: "namespaces",
+        kind: "Namespace",
+        name,
+    }
 }
 
 impl Registry {
@@ -97,7 +107,11 @@ impl Registry {
             return Ok(());
         };
         let page = self.list(&crd, None, &ListOptions::default()).await?;
-        let crds: Vec<Value> = page.items.iter().filter_map(|kv| codec::decode(kv).ok()).collect();
+        let crds: Vec<Value> = page
+            .items
+            .iter()
+            .filter_map(|kv| codec::decode(kv).ok())
+            .collect();
         self.catalog.set_custom(&crds);
         Ok(())
     }
@@ -117,7 +131,8 @@ impl Registry {
         if !res.namespaced {
             return Ok(());
         }
-        let ns = ns.ok_or_else(|| ApiError::bad_request("the namespace of the object is required"))?;
+        let ns =
+            ns.ok_or_else(|| ApiError::bad_request("the namespace of the object is required"))?;
         let key = format!("/registry/core/namespaces/{ns}");
         let kv = self
             .store
@@ -126,7 +141,9 @@ impl Registry {
             .map_err(|e| ApiError::from_store(e, ns_target(ns)))?
             .ok_or_else(|| ApiError::not_found(ns_target(ns)))?;
         let nsobj = codec::decode(&kv)?;
-        if nsobj["status"]["phase"] == "Terminating" || !nsobj["metadata"]["deletionTimestamp"].is_null() {
+        if nsobj["status"]["phase"] == "Terminating"
+            || !nsobj["metadata"]["deletionTimestamp"].is_null()
+        {
             let mut e = ApiError::forbidden(format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 res.plural,
@@ -149,7 +166,10 @@ impl Registry {
         opts: &WriteOptions,
         warnings: &mut Vec<String>,
     ) -> ApiResult<Value> {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (mut obj, unknown) = match &res.custom {
             None => typed::decode_strict(&res.group, &res.kind, &obj).map_err(|e| {
                 ApiError::bad_request(format!("{} in body is invalid: {e}", res.kind))
@@ -166,7 +186,10 @@ impl Registry {
         if !unknown.is_empty() {
             match opts.field_validation {
                 FieldValidation::Strict => {
-                    let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+                    let list: Vec<String> = unknown
+                        .iter()
+                        .map(|u| format!("unknown field \"{u}\""))
+                        .collect();
                     return Err(ApiError::bad_request(format!(
                         "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                         res.kind,
@@ -175,7 +198,9 @@ impl Registry {
                         list.join(", ")
                     )));
                 }
-                FieldValidation::Warn => warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\""))),
+                FieldValidation::Warn => {
+                    warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\"")))
+                }
                 FieldValidation::Ignore => {}
             }
         }
@@ -194,7 +219,11 @@ impl Registry {
                 if let Some(s) = &c.schema {
                     let se = schema::validate(s, &obj);
                     if !se.is_empty() {
-                        let msgs: Vec<String> = errs.iter().map(|e| e.message()).chain(se.iter().map(|e| e.message.clone())).collect();
+                        let msgs: Vec<String> = errs
+                            .iter()
+                            .map(|e| e.message())
+                            .chain(se.iter().map(|e| e.message.clone()))
+                            .collect();
                         return Err(invalid_raw(res, &name, &msgs, &se));
                     }
                 }
@@ -206,10 +235,18 @@ impl Registry {
         }
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             let mut se = vec![];
-            for (i, v) in obj["spec"]["versions"].as_array().into_iter().flatten().enumerate() {
+            for (i, v) in obj["spec"]["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let s = &v["schema"]["openAPIV3Schema"];
                 if !s.is_null() {
-                    se.extend(schema::check_structural(s, &format!("spec.versions[{i}].schema.openAPIV3Schema")));
+                    se.extend(schema::check_structural(
+                        s,
+                        &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                    ));
                 }
             }
             if !se.is_empty() {
@@ -222,7 +259,9 @@ impl Registry {
 
     fn check_type_meta(res: &ResourceInfo, obj: &Value) -> ApiResult<()> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
             if av != res.api_version() {
@@ -241,7 +280,9 @@ impl Registry {
             }
         }
         if !obj["metadata"].is_null() && !obj["metadata"].is_object() {
-            return Err(ApiError::bad_request("metadata in body must be of type object"));
+            return Err(ApiError::bad_request(
+                "metadata in body must be of type object",
+            ));
         }
         Ok(())
     }
@@ -252,7 +293,9 @@ impl Registry {
         }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
-        let m = obj["metadata"].as_object_mut().expect("metadata is an object");
+        let m = obj["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
         if res.namespaced {
             let ns = ns.unwrap_or("default");
             match m.get("namespace").and_then(Value::as_str) {
@@ -271,7 +314,13 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn create(&self, res: &ResourceInfo, ns: Option<&str>, mut obj: Value, opts: &WriteOptions) -> ApiResult<Written> {
+    pub async fn create(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
         Self::check_type_meta(res, &obj)?;
         Self::set_scope(res, &mut obj, ns)?;
         let meta = &mut obj["metadata"];
@@ -302,10 +351,23 @@ impl Registry {
         let mut obj = self.admit(res, obj, None, opts, &mut warnings)?;
         strategy::prepare_create(res, &mut obj, &now);
         if !opts.skip_managed_fields {
-            patch::track_update(&res.group, &res.kind, &res.api_version(), None, &mut obj, &opts.field_manager, "", &now);
+            patch::track_update(
+                &res.group,
+                &res.kind,
+                &res.api_version(),
+                None,
+                &mut obj,
+                &opts.field_manager,
+                "",
+                &now,
+            );
         }
         if opts.dry_run {
-            return Ok(Written { obj, warnings, created: true });
+            return Ok(Written {
+                obj,
+                warnings,
+                created: true,
+            });
         }
         let key = res.key(ns, &name);
         let kv = self
@@ -315,7 +377,11 @@ impl Registry {
             .map_err(|e| ApiError::from_store(e, target(res, &name)))?;
         codec::set_rv(&mut obj, kv.mod_revision);
         self.after_write(res).await;
-        Ok(Written { obj, warnings, created: true })
+        Ok(Written {
+            obj,
+            warnings,
+            created: true,
+        })
     }
 
     async fn after_write(&self, res: &ResourceInfo) {
@@ -349,12 +415,18 @@ impl Registry {
         }
         let key = res.key(ns, name);
         let precondition = match &obj["metadata"]["resourceVersion"] {
-            Value::String(s) if !s.is_empty() => Some(s.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resourceVersion {s:?}"))
-            })?),
+            Value::String(s) if !s.is_empty() => Some(
+                s.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+            ),
             _ => None,
         };
-        let Some(kv) = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, target(res, name)))? else {
+        let Some(kv) = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, target(res, name)))?
+        else {
             if allow_create_on_update(res) && subresource.is_none() {
                 return self.create(res, ns, obj, opts).await;
             }
@@ -370,7 +442,9 @@ impl Registry {
             Some("status") => {
                 let merged = strategy::prepare_status_update(&obj, &old);
                 let errs = match &res.custom {
-                    None => rules::validate_status(&res.group, &res.version, &res.kind, &merged, &old),
+                    None => {
+                        rules::validate_status(&res.group, &res.version, &res.kind, &merged, &old)
+                    }
                     Some(_) => vec![],
                 };
                 if !errs.is_empty() {
@@ -378,7 +452,10 @@ impl Registry {
                 }
                 merged
             }
-            Some(other) => return Err(ApiError::not_found_path().with_message(format!("subresource {other} is not supported"))),
+            Some(other) => {
+                return Err(ApiError::not_found_path()
+                    .with_message(format!("subresource {other} is not supported")))
+            }
             None => {
                 let mut obj = self.admit(res, obj, Some(&old), opts, &mut warnings)?;
                 strategy::prepare_update(res, &mut obj, &old, &now);
@@ -399,13 +476,23 @@ impl Registry {
             );
         }
         if without_timestamps(&obj) == without_timestamps(&old) {
-            return Ok(Written { obj: old, warnings, created: false });
+            return Ok(Written {
+                obj: old,
+                warnings,
+                created: false,
+            });
         }
         if opts.dry_run {
-            return Ok(Written { obj, warnings, created: false });
+            return Ok(Written {
+                obj,
+                warnings,
+                created: false,
+            });
         }
         let finishing = !old["metadata"]["deletionTimestamp"].is_null()
-            && obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+            && obj["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
         if finishing {
             let kv = self
                 .store
@@ -414,7 +501,11 @@ impl Registry {
                 .map_err(|e| ApiError::from_store(e, target(res, name)))?;
             codec::set_rv(&mut obj, kv.mod_revision);
             self.after_delete(res, &obj).await;
-            return Ok(Written { obj, warnings, created: false });
+            return Ok(Written {
+                obj,
+                warnings,
+                created: false,
+            });
         }
         let new_kv = self
             .store
@@ -423,12 +514,22 @@ impl Registry {
             .map_err(|e| ApiError::from_store(e, target(res, name)))?;
         codec::set_rv(&mut obj, new_kv.mod_revision);
         self.after_write(res).await;
-        Ok(Written { obj, warnings, created: false })
+        Ok(Written {
+            obj,
+            warnings,
+            created: false,
+        })
     }
 
     /// Delete, honouring finalizers (the object stays, with a deletionTimestamp, until they
     /// are gone) and graceful pod deletion (the node agent finishes it).
-    pub async fn delete(&self, res: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<(Value, bool)> {
+    pub async fn delete(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<(Value, bool)> {
         let key = res.key(ns, name);
         loop {
             let kv = self
@@ -458,14 +559,18 @@ impl Registry {
                     ));
                 }
             }
-            let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            let has_finalizers = obj["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
             let is_namespace = res.group.is_empty() && res.kind == "Namespace";
             let grace = self.grace_period(res, &obj, opts);
             if has_finalizers || grace > 0 || is_namespace {
                 let before = obj.clone();
                 let m = &mut obj["metadata"];
                 let marked = !m["deletionTimestamp"].is_null();
-                let shorter = m["deletionGracePeriodSeconds"].as_i64().is_some_and(|g| grace < g);
+                let shorter = m["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .is_some_and(|g| grace < g);
                 if !marked || shorter {
                     let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
                     m["deletionTimestamp"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
@@ -477,7 +582,11 @@ impl Registry {
                 if obj == before || opts.dry_run {
                     return Ok((obj, false));
                 }
-                match self.store.update(&key, codec::encode(&obj)?, kv.mod_revision).await {
+                match self
+                    .store
+                    .update(&key, codec::encode(&obj)?, kv.mod_revision)
+                    .await
+                {
                     Ok(kv) => {
                         codec::set_rv(&mut obj, kv.mod_revision);
                         return Ok((obj, false));
@@ -508,7 +617,13 @@ impl Registry {
             return 0;
         }
         let phase = obj["status"]["phase"].as_str().unwrap_or_default();
-        if obj["spec"]["nodeName"].as_str().unwrap_or_default().is_empty() || phase == "Succeeded" || phase == "Failed" {
+        if obj["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+            || phase == "Succeeded"
+            || phase == "Failed"
+        {
             return 0;
         }
         let g = opts
@@ -534,12 +649,21 @@ impl Registry {
     }
 
     /// Delete every object matching the list options, one by one.
-    pub async fn delete_collection(&self, res: &ResourceInfo, ns: Option<&str>, lo: &ListOptions, opts: &DeleteOptions) -> ApiResult<Vec<Value>> {
+    pub async fn delete_collection(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        lo: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Vec<Value>> {
         let page = self.list(res, ns, lo).await?;
         let mut out = vec![];
         for kv in page.items {
             let obj = codec::decode(&kv)?;
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let ons = obj["metadata"]["namespace"].as_str().map(String::from);
             match self.delete(res, ons.as_deref(), &name, opts).await {
                 Ok((o, _)) => out.push(o),
@@ -558,17 +682,31 @@ impl ApiError {
     }
 }
 
-fn invalid_raw(res: &ResourceInfo, name: &str, msgs: &[String], se: &[schema::SchemaError]) -> ApiError {
-    let joined = if msgs.len() == 1 { msgs[0].clone() } else { format!("[{}]", msgs.join(", ")) };
+fn invalid_raw(
+    res: &ResourceInfo,
+    name: &str,
+    msgs: &[String],
+    se: &[schema::SchemaError],
+) -> ApiError {
+    let joined = if msgs.len() == 1 {
+        msgs[0].clone()
+    } else {
+        format!("[{}]", msgs.join(", "))
+    };
     let causes: Vec<Value> = se
         .iter()
-        .map(|e| json!({"reason": e.reason, "message": e.message.splitn(2, ": ").nth(1).unwrap_or_default(), "field": e.field}))
+        .map(|e| json!({"reason": e.reason, "message": e.message.split_once(": ").map(|x| x.1).unwrap_or_default(), "field": e.field}))
         .collect();
     let mut details = json!({"name": name, "kind": res.kind, "causes": causes, "group": res.group});
     if res.group.is_empty() {
         details.as_object_mut().map(|d| d.remove("group"));
     }
-    ApiError { code: 422, reason: "Invalid", message: format!("{} \"{}\" is invalid: {}", res.kind, name, joined), details: Some(details) }
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("{} \"{}\" is invalid: {}", res.kind, name, joined),
+        details: Some(details),
+    }
 }
 
 /// Objects that a PUT may create, as upstream allows.
@@ -598,6 +736,8 @@ pub fn generate_name(base: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
     let base = if base.len() > 58 { &base[..58] } else { base };
-    let suffix: String = (0..5).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{base}{suffix}")
 }

@@ -6,7 +6,16 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceInfo {
@@ -54,7 +63,11 @@ impl ResourceInfo {
     }
     /// Storage key prefix: `/registry/<group>/<resource>/` (core group spelled "core").
     pub fn key_prefix(&self) -> String {
-        let g = if self.group.is_empty() { "core" } else { &self.group };
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         format!("/registry/{}/{}/", g, self.plural)
     }
     pub fn key(&self, ns: Option<&str>, name: &str) -> String {
@@ -74,7 +87,16 @@ impl ResourceInfo {
     }
 }
 
-struct Builtin(&'static str, &'static str, &'static str, &'static str, bool, &'static str, &'static str, &'static str);
+struct Builtin(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 // group, version, kind, plural, namespaced, short names, categories, subresources
 // (comma separated). Verbs are the full set unless listed in `special_verbs`.
@@ -83,55 +105,352 @@ const BUILTINS: &[Builtin] = &[
     Builtin("", "v1", "ConfigMap", "configmaps", true, "cm", "", ""),
     Builtin("", "v1", "Endpoints", "endpoints", true, "ep", "", ""),
     Builtin("", "v1", "Event", "events", true, "ev", "", ""),
-    Builtin("", "v1", "LimitRange", "limitranges", true, "limits", "", ""),
-    Builtin("", "v1", "Namespace", "namespaces", false, "ns", "", "status,finalize"),
+    Builtin(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        true,
+        "limits",
+        "",
+        "",
+    ),
+    Builtin(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        false,
+        "ns",
+        "",
+        "status,finalize",
+    ),
     Builtin("", "v1", "Node", "nodes", false, "no", "", "status"),
-    Builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, "pvc", "", "status"),
-    Builtin("", "v1", "PersistentVolume", "persistentvolumes", false, "pv", "", "status"),
-    Builtin("", "v1", "Pod", "pods", true, "po", "all", "status,binding,eviction"),
+    Builtin(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        "pvc",
+        "",
+        "status",
+    ),
+    Builtin(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        "pv",
+        "",
+        "status",
+    ),
+    Builtin(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        true,
+        "po",
+        "all",
+        "status,binding,eviction",
+    ),
     Builtin("", "v1", "PodTemplate", "podtemplates", true, "", "", ""),
-    Builtin("", "v1", "ReplicationController", "replicationcontrollers", true, "rc", "all", "status,scale"),
-    Builtin("", "v1", "ResourceQuota", "resourcequotas", true, "quota", "", "status"),
+    Builtin(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+        "rc",
+        "all",
+        "status,scale",
+    ),
+    Builtin(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        "quota",
+        "",
+        "status",
+    ),
     Builtin("", "v1", "Secret", "secrets", true, "", "", ""),
-    Builtin("", "v1", "ServiceAccount", "serviceaccounts", true, "sa", "", ""),
-    Builtin("", "v1", "Service", "services", true, "svc", "all", "status"),
-    Builtin("apps", "v1", "ControllerRevision", "controllerrevisions", true, "", "", ""),
-    Builtin("apps", "v1", "DaemonSet", "daemonsets", true, "ds", "all", "status"),
-    Builtin("apps", "v1", "Deployment", "deployments", true, "deploy", "all", "status,scale"),
-    Builtin("apps", "v1", "ReplicaSet", "replicasets", true, "rs", "all", "status,scale"),
-    Builtin("apps", "v1", "StatefulSet", "statefulsets", true, "sts", "all", "status,scale"),
-    Builtin("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, "hpa", "all", "status"),
-    Builtin("batch", "v1", "CronJob", "cronjobs", true, "cj", "all", "status"),
+    Builtin(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        "sa",
+        "",
+        "",
+    ),
+    Builtin(
+        "", "v1", "Service", "services", true, "svc", "all", "status",
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        true,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        true,
+        "ds",
+        "all",
+        "status",
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        true,
+        "deploy",
+        "all",
+        "status,scale",
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        "rs",
+        "all",
+        "status,scale",
+    ),
+    Builtin(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        true,
+        "sts",
+        "all",
+        "status,scale",
+    ),
+    Builtin(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+        "hpa",
+        "all",
+        "status",
+    ),
+    Builtin(
+        "batch", "v1", "CronJob", "cronjobs", true, "cj", "all", "status",
+    ),
     Builtin("batch", "v1", "Job", "jobs", true, "", "all", "status"),
-    Builtin("coordination.k8s.io", "v1", "Lease", "leases", true, "", "", ""),
-    Builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, "", "", ""),
+    Builtin(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        true,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        "",
+        "",
+        "",
+    ),
     Builtin("events.k8s.io", "v1", "Event", "events", true, "ev", "", ""),
-    Builtin("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, "", "", ""),
-    Builtin("networking.k8s.io", "v1", "Ingress", "ingresses", true, "ing", "", "status"),
-    Builtin("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, "netpol", "", ""),
-    Builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, "pdb", "", "status"),
-    Builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, "", "", ""),
-    Builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, "", "", ""),
-    Builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, "", "", ""),
-    Builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true, "", "", ""),
-    Builtin("storage.k8s.io", "v1", "CSIDriver", "csidrivers", false, "", "", ""),
-    Builtin("storage.k8s.io", "v1", "CSINode", "csinodes", false, "", "", ""),
-    Builtin("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", true, "", "", ""),
-    Builtin("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, "sc", "", ""),
-    Builtin("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", false, "", "", "status"),
-    Builtin("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, "pc", "", ""),
-    Builtin("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, "", "", ""),
-    Builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, "crd,crds", "api-extensions", "status"),
+    Builtin(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        true,
+        "ing",
+        "",
+        "status",
+    ),
+    Builtin(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+        "netpol",
+        "",
+        "",
+    ),
+    Builtin(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        "pdb",
+        "",
+        "status",
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        true,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "storage.k8s.io",
+        "v1",
+        "CSINode",
+        "csinodes",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        true,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        false,
+        "sc",
+        "",
+        "",
+    ),
+    Builtin(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        false,
+        "",
+        "",
+        "status",
+    ),
+    Builtin(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+        "pc",
+        "",
+        "",
+    ),
+    Builtin(
+        "node.k8s.io",
+        "v1",
+        "RuntimeClass",
+        "runtimeclasses",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+        "crd,crds",
+        "api-extensions",
+        "status",
+    ),
 ];
 
 fn split(s: &str) -> Vec<String> {
-    s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn builtin_verbs(group: &str, plural: &str) -> Vec<String> {
     let v: &[&str] = match (group, plural) {
         ("", "bindings") => &["create"],
-        ("", "namespaces") => &["create", "delete", "get", "list", "patch", "update", "watch"],
+        ("", "namespaces") => &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         _ => ALL_VERBS,
     };
     v.iter().map(|s| s.to_string()).collect()
@@ -196,15 +515,25 @@ impl CatalogData {
     fn build(resources: Vec<Arc<ResourceInfo>>) -> CatalogData {
         let by_path = resources
             .iter()
-            .map(|r| ((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone()))
+            .map(|r| {
+                (
+                    (r.group.clone(), r.version.clone(), r.plural.clone()),
+                    r.clone(),
+                )
+            })
             .collect();
         CatalogData { resources, by_path }
     }
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
-        self.by_path.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+        self.by_path
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
     }
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
-        self.resources.iter().find(|r| r.group == group && r.kind == kind).cloned()
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
     }
     /// The served group-versions, in discovery order.
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
@@ -219,7 +548,12 @@ impl CatalogData {
                 None => out.push((r.group.clone(), vec![r.version.clone()])),
             }
         }
-        out.sort_by_key(|(g, _)| GROUP_ORDER.iter().position(|x| x == g).unwrap_or(usize::MAX));
+        out.sort_by_key(|(g, _)| {
+            GROUP_ORDER
+                .iter()
+                .position(|x| x == g)
+                .unwrap_or(usize::MAX)
+        });
         out
     }
 }
@@ -233,7 +567,9 @@ impl Default for Catalog {
 impl Catalog {
     pub fn new() -> Catalog {
         let res = builtins().into_iter().map(Arc::new).collect();
-        Catalog { inner: RwLock::new(Arc::new(CatalogData::build(res))) }
+        Catalog {
+            inner: RwLock::new(Arc::new(CatalogData::build(res))),
+        }
     }
     pub fn snapshot(&self) -> Arc<CatalogData> {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -263,14 +599,22 @@ pub fn custom_resources(crd: &Value) -> Vec<ResourceInfo> {
         .unwrap_or_default()
         .to_string();
     let strs = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let mut out = vec![];
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
         }
-        let Some(version) = v["name"].as_str() else { continue };
+        let Some(version) = v["name"].as_str() else {
+            continue;
+        };
         let mut subresources = vec![];
         if v["subresources"]["status"].is_object() {
             subresources.push("status".to_string());
@@ -284,16 +628,23 @@ pub fn custom_resources(crd: &Value) -> Vec<ResourceInfo> {
             group: group.into(),
             version: version.into(),
             kind: kind.into(),
-            list_kind: names["listKind"].as_str().map(String::from).unwrap_or_else(|| format!("{kind}List")),
+            list_kind: names["listKind"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| format!("{kind}List")),
             plural: plural.into(),
-            singular: names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase()),
+            singular: names["singular"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| kind.to_lowercase()),
             namespaced: spec["scope"].as_str() != Some("Cluster"),
             short_names: strs(&names["shortNames"]),
             categories: strs(&names["categories"]),
             verbs: ALL_VERBS.iter().map(|s| s.to_string()).collect(),
             subresources,
             custom: Some(Arc::new(CustomInfo {
-                preserve_unknown: schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true),
+                preserve_unknown: schema["x-kubernetes-preserve-unknown-fields"].as_bool()
+                    == Some(true),
                 schema: if schema.is_null() { None } else { Some(schema) },
                 printer_columns: v["additionalPrinterColumns"].clone(),
                 spec_replicas_path: scale["specReplicasPath"].as_str().map(String::from),

@@ -53,7 +53,7 @@ impl LabelSelector {
             if req.0.is_empty() || req.0.contains(' ') {
                 return Err(bad(&format!("invalid label key {:?}", req.0)));
             }
-            for k in crate::registry::rules::is_qualified_name(&req.0) {
+            if let Some(k) = crate::registry::rules::is_qualified_name(&req.0).first() {
                 return Err(bad(&format!("invalid label key \"{}\": {}", req.0, k)));
             }
             let values: Vec<&String> = match &req.1 {
@@ -63,7 +63,10 @@ impl LabelSelector {
             };
             for v in values {
                 if let Some(e) = crate::registry::rules::is_valid_label_value(v).first() {
-                    return Err(bad(&format!("invalid label value: \"{v}\": at key: \"{}\": {e}", req.0)));
+                    return Err(bad(&format!(
+                        "invalid label value: \"{v}\": at key: \"{}\": {e}",
+                        req.0
+                    )));
                 }
             }
             reqs.push(req);
@@ -76,13 +79,20 @@ impl LabelSelector {
         let mut reqs = vec![];
         if let Some(m) = sel["matchLabels"].as_object() {
             for (k, v) in m {
-                reqs.push((k.clone(), Op::Eq(v.as_str().unwrap_or_default().to_string())));
+                reqs.push((
+                    k.clone(),
+                    Op::Eq(v.as_str().unwrap_or_default().to_string()),
+                ));
             }
         }
         for e in sel["matchExpressions"].as_array().into_iter().flatten() {
             let key = e["key"].as_str().unwrap_or_default().to_string();
-            let vals: Vec<String> =
-                e["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+            let vals: Vec<String> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
             let op = match e["operator"].as_str() {
                 Some("In") => Op::In(vals),
                 Some("NotIn") => Op::NotIn(vals),
@@ -131,12 +141,21 @@ fn split_top(s: &str) -> Vec<&str> {
 
 fn split_set_op(part: &str, op: &str) -> Option<(String, String)> {
     let i = part.find(op)?;
-    Some((part[..i].trim().to_string(), part[i + op.len()..].trim().to_string()))
+    Some((
+        part[..i].trim().to_string(),
+        part[i + op.len()..].trim().to_string(),
+    ))
 }
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
     let inner = s.strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -150,7 +169,12 @@ impl FieldSelector {
     }
 
     /// Parse and check every field against what the kind supports.
-    pub fn parse(s: &str, group: &str, kind: &str, namespaced: bool) -> Result<FieldSelector, ApiError> {
+    pub fn parse(
+        s: &str,
+        group: &str,
+        kind: &str,
+        namespaced: bool,
+    ) -> Result<FieldSelector, ApiError> {
         let mut reqs = vec![];
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -160,7 +184,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let k = k.trim();
             if !supported_field(group, kind, namespaced, k) {
@@ -174,7 +200,9 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.reqs.iter().all(|(k, eq, v)| (field_value(obj, k) == *v) == *eq)
+        self.reqs
+            .iter()
+            .all(|(k, eq, v)| (field_value(obj, k) == *v) == *eq)
     }
 }
 
@@ -232,8 +260,18 @@ fn supported_field(group: &str, kind: &str, namespaced: bool, field: &str) -> bo
 /// The string form of a selectable field, as upstream's field sets render it.
 pub fn field_value(obj: &Value, path: &str) -> String {
     let v = match path {
-        "status.podIPs" => return obj["status"]["podIP"].as_str().unwrap_or_default().to_string(),
-        "source" => return obj["source"]["component"].as_str().unwrap_or_default().to_string(),
+        "status.podIPs" => {
+            return obj["status"]["podIP"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+        "source" => {
+            return obj["source"]["component"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
         _ => path.split('.').fold(obj, |v, k| &v[k]),
     };
     match v {
@@ -254,11 +292,26 @@ mod tests {
     #[test]
     fn label_selector_forms() {
         let l = json!({"app": "web", "tier": "front"});
-        let ok = ["app=web", "app==web", "app!=db", "app in (web,db)", "tier notin (back)", "app", "!missing", "app=web,tier in (front)"];
+        let ok = [
+            "app=web",
+            "app==web",
+            "app!=db",
+            "app in (web,db)",
+            "tier notin (back)",
+            "app",
+            "!missing",
+            "app=web,tier in (front)",
+        ];
         for s in ok {
             assert!(LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
-        let no = ["app=db", "app notin (web)", "!app", "missing", "app in (db)"];
+        let no = [
+            "app=db",
+            "app notin (web)",
+            "!app",
+            "missing",
+            "app in (db)",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
@@ -269,7 +322,8 @@ mod tests {
     #[test]
     fn field_selector_checks_support() {
         let p = json!({"metadata": {"name": "a", "namespace": "n"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        let f = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", "", "Pod", true).unwrap();
+        let f =
+            FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", "", "Pod", true).unwrap();
         assert!(f.matches(&p));
         let e = FieldSelector::parse("spec.foo=x", "", "Pod", true).unwrap_err();
         assert_eq!(e.code, 400);

@@ -9,25 +9,51 @@ use serde_json::{json, Value};
 impl Registry {
     /// pods/binding: set spec.nodeName once, with the PodScheduled condition.
     pub async fn bind_pod(&self, ns: &str, name: &str, node: &str) -> ApiResult<Value> {
-        let t = Target { group: "", resource: "pods", kind: "Pod", name };
+        let t = Target {
+            group: "",
+            resource: "pods",
+            kind: "Pod",
+            name,
+        };
         let key = format!("/registry/core/pods/{ns}/{name}");
         loop {
-            let kv = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, t))?.ok_or_else(|| ApiError::not_found(t))?;
+            let kv = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, t))?
+                .ok_or_else(|| ApiError::not_found(t))?;
             let mut pod = codec::decode(&kv)?;
             if !pod["metadata"]["deletionTimestamp"].is_null() {
-                return Err(ApiError::conflict(t, "pod is being deleted, cannot be assigned to a host"));
+                return Err(ApiError::conflict(
+                    t,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
             if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict(t, &format!("pod {name} is already assigned to node \"{n}\"")));
+                return Err(ApiError::conflict(
+                    t,
+                    &format!("pod {name} is already assigned to node \"{n}\""),
+                ));
             }
             pod["spec"]["nodeName"] = json!(node);
             let now = super::strategy::now_rfc3339();
             let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
-            let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            let conds = pod["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut conds: Vec<Value> = conds
+                .into_iter()
+                .filter(|c| c["type"] != "PodScheduled")
+                .collect();
             conds.push(cond);
             pod["status"]["conditions"] = Value::Array(conds);
-            match self.store.update(&key, codec::encode(&pod)?, kv.mod_revision).await {
+            match self
+                .store
+                .update(&key, codec::encode(&pod)?, kv.mod_revision)
+                .await
+            {
                 Ok(kv) => {
                     codec::set_rv(&mut pod, kv.mod_revision);
                     return Ok(pod);
@@ -41,19 +67,33 @@ impl Registry {
     /// namespaces/finalize: replace spec.finalizers; a terminating namespace with none left
     /// (and no metadata finalizers) is removed.
     pub async fn finalize_namespace(&self, name: &str, finalizers: &Value) -> ApiResult<Value> {
-        let t = Target { group: "", resource: "namespaces", kind: "Namespace", name };
+        let t = Target {
+            group: "",
+            resource: "namespaces",
+            kind: "Namespace",
+            name,
+        };
         let key = format!("/registry/core/namespaces/{name}");
         loop {
-            let kv = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, t))?.ok_or_else(|| ApiError::not_found(t))?;
+            let kv = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, t))?
+                .ok_or_else(|| ApiError::not_found(t))?;
             let mut ns = codec::decode(&kv)?;
             let list = finalizers.as_array().cloned().unwrap_or_default();
             ns["spec"]["finalizers"] = Value::Array(list.clone());
             let terminating = !ns["metadata"]["deletionTimestamp"].is_null();
-            let meta_finalizers = ns["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            let meta_finalizers = ns["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
             let result = if terminating && list.is_empty() && !meta_finalizers {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
-                self.store.update(&key, codec::encode(&ns)?, kv.mod_revision).await
+                self.store
+                    .update(&key, codec::encode(&ns)?, kv.mod_revision)
+                    .await
             };
             match result {
                 Ok(kv) => {

@@ -25,14 +25,18 @@ pub fn tracks_generation(res: &ResourceInfo) -> bool {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn meta(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// Server-owned fields and initial status for a new object.
@@ -41,7 +45,12 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, now: &str) {
     let m = meta(obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now));
-    for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+        "selfLink",
+    ] {
         m.remove(k);
     }
     if gen {
@@ -64,13 +73,12 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, now: &str) {
         ("", "Service") => obj["status"] = json!({ "loadBalancer": {} }),
         ("", "Node") | ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {}
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_status(obj, None, now),
-        _ if res.is_custom() => {
-            if res.has_status() {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
-                }
+        _ if res.is_custom() && res.has_status() => {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
             }
         }
+        _ if res.is_custom() => {}
         _ if res.has_status() => obj["status"] = json!({}),
         _ => {}
     }
@@ -119,7 +127,13 @@ pub fn prepare_status_update(obj: &Value, old: &Value) -> Value {
 fn keep_server_meta(obj: &mut Value, old: &Value) {
     let om = old["metadata"].clone();
     let m = meta(obj);
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match om.get(k) {
             Some(v) => m.insert(k.into(), v.clone()),
             None => m.remove(k),
@@ -146,7 +160,11 @@ fn admit_pod(pod: &mut Value) {
     if !spec.is_object() {
         return;
     }
-    if spec["serviceAccountName"].as_str().unwrap_or_default().is_empty() {
+    if spec["serviceAccountName"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         spec["serviceAccountName"] = json!("default");
     }
     spec["serviceAccount"] = spec["serviceAccountName"].clone();
@@ -158,11 +176,15 @@ fn admit_pod(pod: &mut Value) {
     }
     let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     let mut out = tolerations.clone();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let covered = tolerations.iter().any(|t| {
             let k = t["key"].as_str();
             let eff = t["effect"].as_str().unwrap_or_default();
-            (k == Some(key) || (k.is_none() && t["operator"] == "Exists")) && (eff.is_empty() || eff == "NoExecute")
+            (k == Some(key) || (k.is_none() && t["operator"] == "Exists"))
+                && (eff.is_empty() || eff == "NoExecute")
         });
         if !covered {
             out.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
@@ -223,11 +245,13 @@ fn crd_status(obj: &mut Value, old: Option<&Value>, now: &str) {
         }
     }
     let since = old
-        .and_then(|o| o["status"]["conditions"][0]["lastTransitionTime"].as_str().map(String::from))
+        .and_then(|o| {
+            o["status"]["conditions"][0]["lastTransitionTime"]
+                .as_str()
+                .map(String::from)
+        })
         .unwrap_or_else(|| now.to_string());
-    let cond = |t: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": "True", "lastTransitionTime": since, "reason": reason, "message": msg})
-    };
+    let cond = |t: &str, reason: &str, msg: &str| json!({"type": t, "status": "True", "lastTransitionTime": since, "reason": reason, "message": msg});
     obj["status"] = json!({
         "conditions": [
             cond("NamesAccepted", "NoConflicts", "no conflicts found"),
@@ -244,7 +268,10 @@ mod tests {
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"containers": [{"name": "a"}]})),
+            "BestEffort"
+        );
         let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
         assert_eq!(qos_class(&g), "Guaranteed");
         let b = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});

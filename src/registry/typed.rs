@@ -21,9 +21,10 @@ macro_rules! kinds {
 }
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -93,7 +94,11 @@ fn dropped(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
     match (a, b) {
         (Value::Object(am), Value::Object(bm)) => {
             for (k, av) in am {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match bm.get(k) {
                     None if !av.is_null() && !is_empty(av) => out.push(p),
                     Some(bv) => dropped(av, bv, &p, out),
@@ -124,7 +129,10 @@ mod tests {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
             "spec": {"containers": [{"name": "c", "image": "i", "imagePolicy": "x"}], "bogus": 1}});
         let (out, unknown) = decode_strict("", "Pod", &pod).unwrap();
-        assert_eq!(unknown, vec!["spec.containers[0].imagePolicy", "spec.bogus"]);
+        assert_eq!(
+            unknown,
+            vec!["spec.containers[0].imagePolicy", "spec.bogus"]
+        );
         assert!(out["spec"].get("bogus").is_none());
         let bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": "3"}});
         assert!(decode_strict("apps", "Deployment", &bad).is_err());

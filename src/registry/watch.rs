@@ -40,13 +40,21 @@ impl Default for WatchOptions {
 }
 
 fn error_event(e: &ApiError) -> WatchEvent {
-    WatchEvent { kind: "ERROR", object: e.to_status() }
+    WatchEvent {
+        kind: "ERROR",
+        object: e.to_status(),
+    }
 }
 
 impl Registry {
     /// Start a watch. Events arrive on the returned channel until the client goes away, the
     /// watcher falls too far behind, or the store closes.
-    pub async fn watch(&self, res: Arc<ResourceInfo>, ns: Option<String>, opts: WatchOptions) -> ApiResult<mpsc::Receiver<WatchEvent>> {
+    pub async fn watch(
+        &self,
+        res: Arc<ResourceInfo>,
+        ns: Option<String>,
+        opts: WatchOptions,
+    ) -> ApiResult<mpsc::Receiver<WatchEvent>> {
         let (tx, rx) = mpsc::channel(256);
         let rv = opts.list.resource_version.clone().unwrap_or_default();
         let initial = opts.send_initial_events || rv.is_empty() || rv == "0";
@@ -58,7 +66,10 @@ impl Registry {
             lo.resource_version = None;
             let page = self.list(&res, ns.as_deref(), &lo).await?;
             for kv in &page.items {
-                pending.push(WatchEvent { kind: "ADDED", object: codec::decode(kv)? });
+                pending.push(WatchEvent {
+                    kind: "ADDED",
+                    object: codec::decode(kv)?,
+                });
             }
             if opts.send_initial_events && opts.allow_bookmarks {
                 let mut b = bookmark(&res, page.revision);
@@ -67,11 +78,15 @@ impl Registry {
             }
             page.revision
         } else {
-            rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?
         };
         let stream = match self.store.watch(&res.list_prefix(ns.as_deref()), from) {
             Ok(s) => Some(s),
-            Err(StoreError::Compacted { requested, compacted }) => {
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
                 pending.push(error_event(&ApiError::gone(format!(
                     "too old resource version: {requested} ({compacted})"
                 ))));
@@ -121,9 +136,17 @@ impl Registry {
 
     /// A store event as the watcher sees it: an object entering the selection is ADDED,
     /// leaving it is DELETED.
-    fn translate(&self, res: &ResourceInfo, lo: &ListOptions, ev: Event) -> ApiResult<Option<WatchEvent>> {
+    fn translate(
+        &self,
+        res: &ResourceInfo,
+        lo: &ListOptions,
+        ev: Event,
+    ) -> ApiResult<Option<WatchEvent>> {
         let filtering = !lo.label_selector.is_empty() || !lo.field_selector.is_empty();
-        let now = filtering.then(|| self.matches(res, &ev.kv, lo)).transpose()?.unwrap_or(true);
+        let now = filtering
+            .then(|| self.matches(res, &ev.kv, lo))
+            .transpose()?
+            .unwrap_or(true);
         let before = match &ev.prev {
             Some(p) if filtering => self.matches(res, p, lo)?,
             Some(_) => true,
@@ -139,7 +162,10 @@ impl Registry {
                 (false, false) => return Ok(None),
             },
         };
-        Ok(Some(WatchEvent { kind, object: codec::decode(&ev.kv)? }))
+        Ok(Some(WatchEvent {
+            kind,
+            object: codec::decode(&ev.kv)?,
+        }))
     }
 }
 

@@ -25,9 +25,18 @@ impl TestServer {
     }
 
     pub fn start_with(extra: &[&str]) -> TestServer {
-        let dir = tempfile::Builder::new().prefix("k1s-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("k1s-test-")
+            .tempdir()
+            .expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let mut s = TestServer { dir, child: None, port: 0, kubeconfig, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut s = TestServer {
+            dir,
+            child: None,
+            port: 0,
+            kubeconfig,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         s.spawn();
         s
     }
@@ -39,12 +48,26 @@ impl TestServer {
     /// Start (or restart) the process and wait for the kubeconfig it writes when ready.
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).expect("log file");
-        let port = if self.port == 0 { "0".to_string() } else { self.port.to_string() };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let port = if self.port == 0 {
+            "0".to_string()
+        } else {
+            self.port.to_string()
+        };
         let child = Command::new(k1s_bin())
             .args(["server", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--bind-address", "127.0.0.1", "--https-listen-port", &port, "--write-kubeconfig"])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--https-listen-port",
+                &port,
+                "--write-kubeconfig",
+            ])
             .arg(&self.kubeconfig)
             .args(["--config", "/dev/null"])
             .args(&self.extra)
@@ -56,15 +79,34 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.kubeconfig.exists() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("k1s server exited with {status} before it was ready; log:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "k1s server exited with {status} before it was ready; log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "k1s server not ready within 30s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "k1s server not ready within 30s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let text = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
-        let server = text.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server line");
-        self.port = server.trim_matches('"').rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port");
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("server line");
+        self.port = server
+            .trim_matches('"')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .expect("port");
     }
 
     pub fn log(&self) -> String {
@@ -80,7 +122,10 @@ impl TestServer {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if c.try_wait().ok().flatten().is_some() {
@@ -112,16 +157,29 @@ impl TestServer {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .env("KUBECTL_EXTERNAL_DIFF", "diff -u -N")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         let out: Output = child.wait_with_output().expect("kubectl output");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// kubectl that must succeed; returns stdout.
@@ -138,17 +196,37 @@ impl TestServer {
     }
 
     /// curl with the admin certificate (or none). Returns (status, body).
-    pub fn curl(&self, method: &str, path: &str, body: Option<(&str, &[u8])>, authenticated: bool) -> (u16, String) {
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        authenticated: bool,
+    ) -> (u16, String) {
         let tls = self.tls_dir();
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--cacert"]).arg(tls.join("ca.crt"));
+        cmd.args([
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--cacert",
+        ])
+        .arg(tls.join("ca.crt"));
         if authenticated {
-            cmd.arg("--cert").arg(tls.join("admin.crt")).arg("--key").arg(tls.join("admin.key"));
+            cmd.arg("--cert")
+                .arg(tls.join("admin.crt"))
+                .arg("--key")
+                .arg(tls.join("admin.key"));
         }
         let body_file = self.dir.path().join(format!("body-{}", rand_suffix()));
         if let Some((ct, b)) = body {
             std::fs::write(&body_file, b).expect("body file");
-            cmd.args(["-H", &format!("Content-Type: {ct}"), "--data-binary"]).arg(format!("@{}", body_file.display()));
+            cmd.args(["-H", &format!("Content-Type: {ct}"), "--data-binary"])
+                .arg(format!("@{}", body_file.display()));
         }
         cmd.arg(self.url(path));
         let out = cmd.output().expect("curl");
@@ -167,7 +245,9 @@ impl TestServer {
     /// A kube::Client over HTTPS from the written kubeconfig.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
         kube::Client::try_from(cfg).expect("client")
     }
 }

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::diff::{compare, list_keys, to_field_set};
-use super::fieldset::{FieldSet, PathElem, display_path};
-use super::managed::{APPLY, Entry, decode, owned_through, store, without_managed_fields};
-use super::schema::{ListType, Node, item_key};
-use super::{Conflict, PatchError, check_depth};
+use super::fieldset::{display_path, FieldSet, PathElem};
+use super::managed::{decode, owned_through, store, without_managed_fields, Entry, APPLY};
+use super::schema::{item_key, ListType, Node};
+use super::{check_depth, Conflict, PatchError};
 
 /// Metadata an apply configuration may carry but never sets: the server
 /// owns these (a resourceVersion or uid in the configuration is a

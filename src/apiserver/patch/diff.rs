@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::fieldset::{FieldSet, PathElem};
-use super::schema::{ListType, Node, item_key};
+use super::schema::{item_key, ListType, Node};
 
 /// The keys of every item of an associative list, or a description of
 /// why the list cannot be treated as one (an item without its keys, or two

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::diff::compare;
-use super::fieldset::{FieldSet, set_of};
+use super::fieldset::{set_of, FieldSet};
 use super::schema::root;
 
 pub(crate) const APPLY: &str = "Apply";

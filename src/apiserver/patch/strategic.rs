@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::schema::{ListSpec, Node, Strategy, builtin_root};
-use super::{PatchError, check_depth};
+use super::schema::{builtin_root, ListSpec, Node, Strategy};
+use super::{check_depth, PatchError};
 
 const PATCH: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";

@@ -1,8 +1,8 @@
 //! Server-side apply and ownership tracking.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
-use super::{PatchError, apply, conflict_message, track_update};
+use super::{apply, conflict_message, track_update, PatchError};
 
 const T0: &str = "2024-01-01T00:00:00Z";
 const T1: &str = "2024-01-01T00:01:00Z";

@@ -1,8 +1,8 @@
 //! JSON patch and merge patch.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
-use super::{PatchError, PatchType, json_patch, merge_patch, try_merge_patch};
+use super::{json_patch, merge_patch, try_merge_patch, PatchError, PatchType};
 
 #[test]
 fn json_patch_operations() {

@@ -1,9 +1,9 @@
 //! Ownership recorded by ordinary writes, and how it meets apply.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::tests_apply::deployment;
-use super::{PatchError, apply, track_update};
+use super::{apply, track_update, PatchError};
 
 const T0: &str = "2024-01-01T00:00:00Z";
 const T1: &str = "2024-01-01T00:01:00Z";

@@ -1,8 +1,8 @@
 //! Strategic merge patch behaviour, table-driven where possible.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
-use super::{PatchError, strategic_merge_patch};
+use super::{strategic_merge_patch, PatchError};
 
 fn smp(group: &str, kind: &str, doc: Value, patch: Value) -> Value {
     match strategic_merge_patch(group, kind, &doc, &patch) {
