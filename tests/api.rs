@@ -145,8 +145,14 @@ fn bad_input_is_refused_and_nothing_changes() {
         (
             "application/vnd.kubernetes.protobuf",
             b"\x00\x01".to_vec(),
-            415,
+            400,
         ),
+        (
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\x00\x0a\xff\xff\xff\xff\x0f".to_vec(),
+            400,
+        ),
+        ("text/plain", b"hello".to_vec(), 415),
         (
             "application/json",
             format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),

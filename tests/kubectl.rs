@@ -98,7 +98,7 @@ fn create_get_formats_and_selectors() {
         y.contains("tier: front") && y.contains("note: hello") && y.contains("resourceVersion:"),
         "{y}"
     );
-    let j = json(&s.k(&["get", "cm", "c1", "-o", "json"]));
+    let j = json(&s.k(&["get", "cm", "c1", "-o", "json", "--show-managed-fields"]));
     assert_eq!(j["data"]["a"], "1");
     assert!(j["metadata"]["uid"].as_str().unwrap().len() == 36);
     assert!(j["metadata"]["managedFields"]

@@ -165,6 +165,9 @@ pub(super) fn render_one(
         );
         return response::json_response(StatusCode::OK, &t, Format::Json);
     }
+    if fmt == Format::Metadata {
+        return response::json_response(StatusCode::OK, &response::partial(obj), Format::Json);
+    }
     response::json_response(StatusCode::OK, obj, json_or_yaml(fmt))
 }
 
@@ -240,6 +243,11 @@ async fn list(
             &table(res, &objs, query, meta),
             Format::Json,
         ));
+    }
+    if fmt == Format::Metadata {
+        let items: Vec<Value> = objs.iter().map(response::partial).collect();
+        let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items});
+        return Ok(response::json_response(StatusCode::OK, &list, Format::Json));
     }
     let list = json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": meta, "items": objs});
     Ok(response::json_response(StatusCode::OK, &list, Format::Yaml))

@@ -23,6 +23,8 @@ pub enum Format {
     Table,
     /// apidiscovery.k8s.io/v2 aggregated discovery
     Aggregated,
+    /// meta.k8s.io/v1 PartialObjectMetadata(List): metadata only
+    Metadata,
 }
 
 pub fn negotiate(accept: Option<&str>) -> Result<Format, ApiError> {
@@ -40,6 +42,11 @@ pub fn negotiate(accept: Option<&str>) -> Result<Format, ApiError> {
             {
                 return Ok(Format::Table)
             }
+            (
+                "application/json",
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+            ) if matches!(param("v"), Some("v1") | Some("v1beta1")) => return Ok(Format::Metadata),
             ("application/json", Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"))
                 if param("v") == Some("v2") =>
             {
@@ -56,6 +63,11 @@ pub fn negotiate(accept: Option<&str>) -> Result<Format, ApiError> {
     Err(ApiError::not_acceptable(
         "only the following media types are accepted: application/json, application/yaml",
     ))
+}
+
+/// The metadata-only view of an object.
+pub fn partial(obj: &Value) -> Value {
+    serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 
 pub fn json_response(status: StatusCode, v: &Value, fmt: Format) -> Response<Body> {

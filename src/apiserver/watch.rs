@@ -57,6 +57,8 @@ pub(super) async fn handle(
                 }
             }
             t
+        } else if fmt == Format::Metadata && matches!(ev.kind, "ADDED" | "MODIFIED" | "DELETED") {
+            super::response::partial(&ev.object)
         } else {
             ev.object
         };
