@@ -457,3 +457,198 @@ fn slow_clients_do_not_block_others() {
     let _ = slow.wait();
     drop(stalled);
 }
+
+fn post(s: &TestServer, path: &str, body: &str) -> (u16, Value) {
+    let (code, resp) = s.curl(
+        "POST",
+        path,
+        Some(("application/json", body.as_bytes())),
+        true,
+    );
+    (code, serde_json::from_str(&resp).unwrap_or(Value::Null))
+}
+
+fn put(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let (code, resp) = s.curl(
+        "PUT",
+        path,
+        Some(("application/json", body.to_string().as_bytes())),
+        true,
+    );
+    (code, serde_json::from_str(&resp).unwrap_or(Value::Null))
+}
+
+#[test]
+fn pods_binding_graceful_deletion_and_eviction() {
+    let s = TestServer::start();
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = |n: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{n}"}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+        )
+    };
+    let (code, p) = post(&s, pods, &pod("p1"));
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 2);
+    // binding sets spec.nodeName once
+    let (code, b) = post(
+        &s,
+        &format!("{pods}/p1/binding"),
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p1"},"target":{"kind":"Node","name":"n1"}}"#,
+    );
+    assert_eq!(code, 201, "{b}");
+    let p = s.get_json(&format!("{pods}/p1"));
+    assert_eq!(p["spec"]["nodeName"], "n1");
+    assert_eq!(p["status"]["conditions"][0]["type"], "PodScheduled");
+    let (code, _) = post(
+        &s,
+        &format!("{pods}/p1/binding"),
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p1"},"target":{"kind":"Node","name":"n2"}}"#,
+    );
+    assert_eq!(code, 409);
+    let fields = s.get_json(&format!("{pods}?fieldSelector=spec.nodeName%3Dn1"));
+    assert_eq!(fields["items"].as_array().unwrap().len(), 1);
+    // a bound pod is deleted gracefully: it stays with a deletionTimestamp
+    let (code, body) = s.curl("DELETE", &format!("{pods}/p1"), None, true);
+    assert_eq!(code, 200, "{body}");
+    let p = s.get_json(&format!("{pods}/p1"));
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+    let t = s.k(&["get", "pod", "p1"]);
+    assert!(t.contains("Terminating"), "{t}");
+    // grace period 0 removes it
+    s.k(&["delete", "pod", "p1", "--grace-period=0", "--force"]);
+    assert_eq!(s.curl("GET", &format!("{pods}/p1"), None, true).0, 404);
+    // an unbound pod goes at once; eviction deletes too
+    post(&s, pods, &pod("p2"));
+    let (code, body) = post(
+        &s,
+        &format!("{pods}/p2/eviction"),
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p2"}}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(s.curl("GET", &format!("{pods}/p2"), None, true).0, 404);
+    // pod spec is immutable apart from a few fields
+    post(&s, pods, &pod("p3"));
+    let mut p = s.get_json(&format!("{pods}/p3"));
+    p["spec"]["restartPolicy"] = json!("Never");
+    let (code, st) = put(&s, &format!("{pods}/p3"), &p);
+    assert_eq!(code, 422, "{st}");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("pod updates may not change fields"),
+        "{st}"
+    );
+}
+
+#[test]
+fn status_subresource_and_generation() {
+    let s = TestServer::start();
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let d = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
+    let (code, obj) = post(&s, deps, d);
+    assert_eq!(code, 201, "{obj}");
+    assert_eq!(obj["metadata"]["generation"], 1);
+    assert_eq!(obj["spec"]["replicas"], 1);
+    // status writes go through /status only, and do not bump generation
+    let mut st = obj.clone();
+    st["status"] = json!({"replicas": 1, "observedGeneration": 1});
+    st["spec"]["replicas"] = json!(9);
+    let (code, out) = put(&s, &format!("{deps}/d/status"), &st);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["status"]["replicas"], 1);
+    assert_eq!(
+        out["spec"]["replicas"], 1,
+        "spec is not written through status"
+    );
+    assert_eq!(out["metadata"]["generation"], 1);
+    let mut main = out.clone();
+    main["status"] = json!({"replicas": 5});
+    main["spec"]["replicas"] = json!(3);
+    let (code, out) = put(&s, &format!("{deps}/d"), &main);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(
+        out["status"]["replicas"], 1,
+        "status is not written through the main resource"
+    );
+    assert_eq!(out["metadata"]["generation"], 2);
+    // a stale resourceVersion conflicts
+    let (code, c) = put(&s, &format!("{deps}/d"), &main);
+    assert_eq!(code, 409, "{c}");
+    assert_eq!(c["reason"], "Conflict");
+    // scale subresource
+    let scale = s.get_json(&format!("{deps}/d/scale"));
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "a=b");
+}
+
+#[test]
+fn terminating_namespaces_refuse_new_objects() {
+    let s = TestServer::start();
+    s.k(&["create", "ns", "doomed"]);
+    s.k(&["create", "cm", "held", "-n", "doomed"]);
+    s.k(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "doomed",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    s.k(&["delete", "ns", "doomed", "--wait=false"]);
+    let (code, st) = post(
+        &s,
+        "/api/v1/namespaces/doomed/configmaps",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"new"}}"#,
+    );
+    assert_eq!(code, 403, "{st}");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("because it is being terminated"),
+        "{st}"
+    );
+    let ns = s.get_json("/api/v1/namespaces/doomed");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    // releasing the finalizer lets the namespace go
+    s.k(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "doomed",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s.curl("GET", "/api/v1/namespaces/doomed", None, true).0 != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace was not removed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn unknown_fields_are_refused_with_strict_validation() {
+    let s = TestServer::start();
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\nbogus: 1\n";
+    let (ok, _, err) = s.kubectl_stdin(&["apply", "-f", "-"], Some(cm));
+    assert!(!ok && err.contains("unknown field \"bogus\""), "{err}");
+    let out = s.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], Some(cm));
+    assert!(
+        out.0 && out.2.contains("unknown field \"bogus\""),
+        "{out:?}"
+    );
+}
