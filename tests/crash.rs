@@ -31,7 +31,13 @@ async fn acknowledged_writes_survive_kill_9() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(300 + 97 * round as u64)).await;
+        // let the writers get going (however loaded the machine is), then kill mid-stream
+        let before = acked.lock().unwrap().len();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while acked.lock().unwrap().len() < before + 20 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(37 * round as u64)).await;
         s.kill9();
         for w in writers {
             let _ = w.await;

@@ -6,7 +6,47 @@ use super::{codec, ApiError, ApiResult, Registry, Target};
 use crate::store::StoreError;
 use serde_json::{json, Value};
 
+/// What a raw rewrite does with the changed object.
+enum Outcome {
+    Store,
+    Remove,
+}
+
 impl Registry {
+    /// Read-modify-write of one stored object with compare-and-swap, retried on conflict.
+    async fn rewrite(
+        &self,
+        key: &str,
+        t: Target<'_>,
+        mut change: impl FnMut(&mut Value) -> ApiResult<Outcome>,
+    ) -> ApiResult<Value> {
+        loop {
+            let kv = self
+                .store
+                .get(key)
+                .await
+                .map_err(|e| ApiError::from_store(e, t))?
+                .ok_or_else(|| ApiError::not_found(t))?;
+            let mut obj = codec::decode(&kv)?;
+            let result = match change(&mut obj)? {
+                Outcome::Store => {
+                    self.store
+                        .update(key, codec::encode(&obj)?, kv.mod_revision)
+                        .await
+                }
+                Outcome::Remove => self.store.delete(key, Some(kv.mod_revision)).await,
+            };
+            match result {
+                Ok(kv) => {
+                    codec::set_rv(&mut obj, kv.mod_revision);
+                    return Ok(obj);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, t)),
+            }
+        }
+    }
+
     /// pods/binding: set spec.nodeName once, with the PodScheduled condition.
     pub async fn bind_pod(&self, ns: &str, name: &str, node: &str) -> ApiResult<Value> {
         let t = Target {
@@ -16,52 +56,23 @@ impl Registry {
             name,
         };
         let key = format!("/registry/core/pods/{ns}/{name}");
-        loop {
-            let kv = self
-                .store
-                .get(&key)
-                .await
-                .map_err(|e| ApiError::from_store(e, t))?
-                .ok_or_else(|| ApiError::not_found(t))?;
-            let mut pod = codec::decode(&kv)?;
+        self.rewrite(&key, t, |pod| {
             if !pod["metadata"]["deletionTimestamp"].is_null() {
-                return Err(ApiError::conflict(
-                    t,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
+                return Err(ApiError::conflict(t, "pod is being deleted, cannot be assigned to a host"));
             }
             if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict(
-                    t,
-                    &format!("pod {name} is already assigned to node \"{n}\""),
-                ));
+                return Err(ApiError::conflict(t, &format!("pod {name} is already assigned to node \"{n}\"")));
             }
             pod["spec"]["nodeName"] = json!(node);
             let now = super::strategy::now_rfc3339();
             let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
-            let conds = pod["status"]["conditions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let mut conds: Vec<Value> = conds
-                .into_iter()
-                .filter(|c| c["type"] != "PodScheduled")
-                .collect();
+            let mut conds: Vec<Value> =
+                pod["status"]["conditions"].as_array().cloned().unwrap_or_default().into_iter().filter(|c| c["type"] != "PodScheduled").collect();
             conds.push(cond);
             pod["status"]["conditions"] = Value::Array(conds);
-            match self
-                .store
-                .update(&key, codec::encode(&pod)?, kv.mod_revision)
-                .await
-            {
-                Ok(kv) => {
-                    codec::set_rv(&mut pod, kv.mod_revision);
-                    return Ok(pod);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(ApiError::from_store(e, t)),
-            }
-        }
+            Ok(Outcome::Store)
+        })
+        .await
     }
 
     /// namespaces/finalize: replace spec.finalizers; a terminating namespace with none left
@@ -74,35 +85,19 @@ impl Registry {
             name,
         };
         let key = format!("/registry/core/namespaces/{name}");
-        loop {
-            let kv = self
-                .store
-                .get(&key)
-                .await
-                .map_err(|e| ApiError::from_store(e, t))?
-                .ok_or_else(|| ApiError::not_found(t))?;
-            let mut ns = codec::decode(&kv)?;
-            let list = finalizers.as_array().cloned().unwrap_or_default();
+        let list = finalizers.as_array().cloned().unwrap_or_default();
+        self.rewrite(&key, t, |ns| {
             ns["spec"]["finalizers"] = Value::Array(list.clone());
             let terminating = !ns["metadata"]["deletionTimestamp"].is_null();
             let meta_finalizers = ns["metadata"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| !f.is_empty());
-            let result = if terminating && list.is_empty() && !meta_finalizers {
-                self.store.delete(&key, Some(kv.mod_revision)).await
+            Ok(if terminating && list.is_empty() && !meta_finalizers {
+                Outcome::Remove
             } else {
-                self.store
-                    .update(&key, codec::encode(&ns)?, kv.mod_revision)
-                    .await
-            };
-            match result {
-                Ok(kv) => {
-                    codec::set_rv(&mut ns, kv.mod_revision);
-                    return Ok(ns);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(ApiError::from_store(e, t)),
-            }
-        }
+                Outcome::Store
+            })
+        })
+        .await
     }
 }
