@@ -72,6 +72,16 @@ where
         "list" => list(srv, &res, ns, &query, fmt).await,
         "watch" => watch::handle(srv, res.clone(), ns.map(String::from), &query, fmt).await,
         "create" => {
+            if crate::registry::resources::is_review(&res.group) {
+                let body = read_body(&headers, body).await?;
+                let obj = parse_body(&headers, &body)?;
+                let out = super::reviews::answer(srv.authorizer.as_ref(), &res, ns, &obj, user)?;
+                return Ok(response::json_response(
+                    StatusCode::CREATED,
+                    &out,
+                    json_or_yaml(fmt),
+                ));
+            }
             let body = read_body(&headers, body).await?;
             let obj = parse_body(&headers, &body)?;
             let opts = write_options(&query, &headers, user)?;

@@ -14,6 +14,7 @@ pub mod printers;
 pub mod protobuf;
 pub mod request;
 pub mod response;
+mod reviews;
 pub mod serve;
 mod subresources;
 mod watch;

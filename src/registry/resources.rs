@@ -436,7 +436,62 @@ const BUILTINS: &[Builtin] = &[
         "api-extensions",
         "status",
     ),
+    Builtin(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        false,
+        "",
+        "",
+        "",
+    ),
+    Builtin(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        true,
+        "",
+        "",
+        "",
+    ),
 ];
+
+/// Resources that answer a question instead of storing an object (create only).
+pub fn is_review(group: &str) -> bool {
+    group == "authentication.k8s.io" || group == "authorization.k8s.io"
+}
 
 fn split(s: &str) -> Vec<String> {
     s.split(',')
@@ -448,6 +503,7 @@ fn split(s: &str) -> Vec<String> {
 fn builtin_verbs(group: &str, plural: &str) -> Vec<String> {
     let v: &[&str] = match (group, plural) {
         ("", "bindings") => &["create"],
+        (g, _) if is_review(g) => &["create"],
         ("", "namespaces") => &[
             "create", "delete", "get", "list", "patch", "update", "watch",
         ],
