@@ -66,8 +66,14 @@ fn namespaces_discovery_and_resources() {
         "{explain}"
     );
     let who = s.k(&["auth", "whoami"]);
-    assert!(who.contains("system:admin") && who.contains("system:masters"), "{who}");
-    assert_eq!(s.k(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    assert!(
+        who.contains("system:admin") && who.contains("system:masters"),
+        "{who}"
+    );
+    assert_eq!(
+        s.k(&["auth", "can-i", "create", "deployments"]).trim(),
+        "yes"
+    );
     assert!(s.k(&["auth", "can-i", "--list"]).contains("*.*"));
     let explain = s.k(&["explain", "deployment.spec.replicas"]);
     assert!(explain.to_lowercase().contains("replicas"), "{explain}");
