@@ -490,10 +490,6 @@ pub(super) async fn patch_object(
         };
         let own_rv =
             patched["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"];
-        let mut patched = patched;
-        if own_rv {
-            patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        }
         match srv
             .registry
             .update(res, ns, name, patched, subresource, &opts)

@@ -97,10 +97,6 @@ impl Registry {
         &self.catalog
     }
 
-    pub fn store_revision(&self) -> u64 {
-        self.store.current_revision()
-    }
-
     /// Load the CRDs in the store into the catalog. Called at start and after CRD writes.
     pub async fn refresh_crds(&self) -> ApiResult<()> {
         let data = self.catalog.snapshot();

@@ -20,17 +20,6 @@ pub(super) struct Custom {
     pub sources: BTreeMap<(String, String), String>,
 }
 
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// `stable.example.com` → `com.example.stable`.
 fn reversed(group: &str) -> String {
     group.split('.').rev().collect::<Vec<_>>().join(".")
@@ -91,7 +80,10 @@ pub(super) fn build(crds: &[Value]) -> Custom {
                 kind: kind.into(),
                 plural: plural.into(),
                 namespaced,
-                verbs: VERBS.iter().map(|s| s.to_string()).collect(),
+                verbs: crate::registry::resources::ALL_VERBS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 subresources,
             };
             let fingerprint = custom.sources.entry(key.clone()).or_default();
