@@ -74,6 +74,79 @@ pub struct ServerArgs {
     /// sled page cache size in MiB (small by default for edge devices)
     #[arg(long, env = "K1S_DATASTORE_CACHE_MB", default_value_t = 16)]
     pub datastore_cache_mb: u64,
+    /// Run the control plane only: no node agent in this process
+    #[arg(long, env = "K1S_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Flags of the node agent, shared by `k1s server` (unless `--disable-agent`) and, later,
+/// `k1s agent`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NodeArgs {
+    /// Name of this node (default: the host name, lowercased)
+    #[arg(long, env = "K1S_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// InternalIP of this node (default: the address of the default route)
+    #[arg(long, env = "K1S_NODE_IP")]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Label for this node, key=value (repeatable)
+    #[arg(long = "node-label", env = "K1S_NODE_LABEL", value_delimiter = ',', value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
+    /// Taint for this node, key=value:Effect (repeatable)
+    #[arg(long = "node-taint", env = "K1S_NODE_TAINT", value_delimiter = ',', value_parser = parse_taint)]
+    pub node_taints: Vec<NodeTaint>,
+}
+
+/// A `--node-taint`: `key[=value]:NoSchedule|PreferNoSchedule|NoExecute`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTaint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+/// The API's own rules for a label key and value, so a bad flag fails at start, not at
+/// registration.
+fn check_label(key: &str, value: &str) -> Result<(), String> {
+    use crate::registry::rules::names::{is_qualified_name, is_valid_label_value};
+    let mut errs = is_qualified_name(key);
+    errs.extend(is_valid_label_value(value));
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not a label: expected key=value"))?;
+    check_label(k, v).map_err(|e| format!("label {s:?}: {e}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_taint(s: &str) -> Result<NodeTaint, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not a taint: expected key=value:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(format!(
+            "taint {s:?}: effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (kv, None),
+    };
+    check_label(key, value.unwrap_or("")).map_err(|e| format!("taint {s:?}: {e}"))?;
+    Ok(NodeTaint {
+        key: key.to_string(),
+        value: value.map(str::to_string),
+        effect: effect.to_string(),
+    })
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod controllers;
+pub mod kubelet;
 pub mod pki;
 pub mod registry;
 pub mod server;

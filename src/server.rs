@@ -136,7 +136,15 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::nodeipam::run(
+        client.clone(),
+        args.cluster_cidr,
+        cancel.clone(),
+    ));
     api.set_ready();
+    if !args.disable_agent {
+        start_agent(args, &client, &mut tasks, &cancel).await?;
+    }
 
     let kubeconfig = pki.admin_kubeconfig(&format!("https://127.0.0.1:{}", addr.port()));
     if let Some(dir) = args.write_kubeconfig.parent() {
@@ -157,6 +165,41 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         tasks,
         store,
     })
+}
+
+/// The node agent of this server: a node labelled as the control plane.
+async fn start_agent(
+    args: &ServerArgs,
+    client: &kube::Client,
+    tasks: &mut JoinSet<()>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::kubelet::node::{default_node_name, Machine, NodeConfig};
+    let machine = Machine::probe(&args.data_dir);
+    let node = NodeConfig {
+        name: args
+            .node
+            .node_name
+            .clone()
+            .unwrap_or_else(|| default_node_name(&machine)),
+        ip: args
+            .node
+            .node_ip
+            .or(args.advertise_address)
+            .or_else(primary_ip)
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        labels: args.node.node_labels.clone(),
+        taints: args.node.node_taints.clone(),
+        control_plane: true,
+    };
+    let cfg = crate::kubelet::AgentConfig {
+        node,
+        data_dir: args.data_dir.join("agent"),
+    };
+    let name = cfg.node.name.clone();
+    crate::kubelet::start(client.clone(), cfg, machine, tasks, cancel.clone())
+        .await
+        .with_context(|| format!("registering node {name}"))
 }
 
 fn first_ip(net: &ipnetwork::IpNetwork) -> IpAddr {

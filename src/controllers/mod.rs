@@ -2,3 +2,4 @@
 //! in-process `kube::Client`. They reach cluster state only through the Kubernetes API.
 
 pub mod namespace;
+pub mod nodeipam;

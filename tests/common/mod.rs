@@ -20,8 +20,9 @@ pub fn k1s_bin() -> &'static str {
 }
 
 impl TestServer {
+    /// A control plane only (`--disable-agent`): the API tests need no node.
     pub fn start() -> TestServer {
-        Self::start_with(&[])
+        Self::start_with(&["--disable-agent"])
     }
 
     pub fn start_with(extra: &[&str]) -> TestServer {

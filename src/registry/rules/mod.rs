@@ -30,7 +30,7 @@ mod discovery;
 mod json;
 mod meta;
 mod misc;
-mod names;
+pub mod names;
 mod networking;
 mod quantity;
 mod rbac;
