@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cli;
 pub mod client;
+pub mod cni;
 pub mod config;
 pub mod controllers;
 pub mod kubelet;

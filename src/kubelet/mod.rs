@@ -3,8 +3,11 @@
 //! cluster only through `kube::Client` (in-process in the server) and drives the machine only
 //! through `sandbox` and `cni`, which know nothing of the API.
 
+// pub mod container;
+pub mod env;
 pub mod lease;
 pub mod node;
+pub mod volumes;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;

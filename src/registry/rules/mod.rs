@@ -32,7 +32,7 @@ mod meta;
 mod misc;
 pub mod names;
 mod networking;
-mod quantity;
+pub mod quantity;
 mod rbac;
 mod render;
 
