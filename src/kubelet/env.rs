@@ -45,9 +45,17 @@ pub enum EnvError {
     #[error("secret \"{0}\" not found")]
     SecretMissing(String),
     #[error("couldn't find key {key} in ConfigMap {ns}/{name}")]
-    ConfigMapKey { ns: String, name: String, key: String },
+    ConfigMapKey {
+        ns: String,
+        name: String,
+        key: String,
+    },
     #[error("couldn't find key {key} in Secret {ns}/{name}")]
-    SecretKey { ns: String, name: String, key: String },
+    SecretKey {
+        ns: String,
+        name: String,
+        key: String,
+    },
     #[error("unsupported fieldRef {0}")]
     FieldPath(String),
 }
@@ -121,7 +129,13 @@ pub fn field_value(pod: &Pod, path: &str) -> Result<String, EnvError> {
 
 /// A container's resource as the downward API gives it (`limits.cpu` in whole cores rounded
 /// up by the divisor, memory in bytes).
-fn resource_value(c: &Container, resource: &str, divisor: Option<&str>, node_cpus: usize, node_mem: u64) -> String {
+fn resource_value(
+    c: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+    node_cpus: usize,
+    node_mem: u64,
+) -> String {
     use crate::registry::rules::quantity::Quantity;
     let res = c.resources.as_ref();
     let (field, name) = resource.split_once('.').unwrap_or(("limits", resource));
@@ -232,7 +246,13 @@ pub fn build(
             if let Some(f) = &from.field_ref {
                 field_value(pod, &f.field_path)?
             } else if let Some(r) = &from.resource_field_ref {
-                resource_value(c, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), node_cpus, node_mem)
+                resource_value(
+                    c,
+                    &r.resource,
+                    r.divisor.as_ref().map(|d| d.0.as_str()),
+                    node_cpus,
+                    node_mem,
+                )
             } else if let Some(r) = &from.config_map_key_ref {
                 match sources.config_maps.get(&r.name).map(cm_data) {
                     Some(d) => match d.get(&r.key) {
@@ -320,14 +340,18 @@ mod tests {
         }));
         let c = &p.spec.as_ref().unwrap().containers[0];
         let mut src = Sources::default();
-        let mut cm = ConfigMap::default();
-        cm.data = Some(BTreeMap::from([("mode".into(), "fast".into())]));
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([("mode".into(), "fast".into())])),
+            ..Default::default()
+        };
         src.config_maps.insert("cfg".into(), cm);
-        let mut s = Secret::default();
-        s.data = Some(BTreeMap::from([(
-            "pw".into(),
-            k8s_openapi::ByteString(b"hunter2".to_vec()),
-        )]));
+        let s = Secret {
+            data: Some(BTreeMap::from([(
+                "pw".into(),
+                k8s_openapi::ByteString(b"hunter2".to_vec()),
+            )])),
+            ..Default::default()
+        };
         src.secrets.insert("s".into(), s);
         let env = build(&p, c, &["PATH=/bin".into()], &src, 2, 1 << 30).unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -357,6 +381,8 @@ mod tests {
                 "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}}]}]}
         }));
         let c2 = &p2.spec.as_ref().unwrap().containers[0];
-        assert!(build(&p2, c2, &[], &Sources::default(), 1, 1).unwrap().is_empty());
+        assert!(build(&p2, c2, &[], &Sources::default(), 1, 1)
+            .unwrap()
+            .is_empty());
     }
 }

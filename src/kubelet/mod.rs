@@ -5,8 +5,10 @@
 
 // pub mod container;
 pub mod env;
+pub mod etc;
 pub mod lease;
 pub mod node;
+pub mod status;
 pub mod volumes;
 
 use futures::StreamExt;

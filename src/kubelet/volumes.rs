@@ -243,7 +243,12 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &Sources) -> Result<PodVolumes, V
     Ok(out)
 }
 
-fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<HostVolume, VolumeError> {
+fn prepare_one(
+    pod: &Pod,
+    v: &Volume,
+    base: &Path,
+    src: &Sources,
+) -> Result<HostVolume, VolumeError> {
     let name = v.name.as_str();
     let dir = base.join(name);
     if let Some(ed) = &v.empty_dir {
@@ -256,7 +261,10 @@ fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<Host
                 mount_tmpfs(name, &dir, ed.size_limit.as_ref().map(|q| q.0.as_str()))?;
             }
         }
-        return Ok(HostVolume { path: dir, readonly: false });
+        return Ok(HostVolume {
+            path: dir,
+            readonly: false,
+        });
     }
     if let Some(hp) = &v.host_path {
         host_path(name, &hp.path, hp.type_.as_deref().unwrap_or(""))?;
@@ -269,7 +277,15 @@ fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<Host
     if let Some(c) = &v.config_map {
         let optional = c.optional == Some(true);
         match cm_bytes(src, &c.name) {
-            Some(data) => add_items(&mut files, name, &c.name, &data, c.items.as_ref(), mode(c.default_mode, 0o644), optional)?,
+            Some(data) => add_items(
+                &mut files,
+                name,
+                &c.name,
+                &data,
+                c.items.as_ref(),
+                mode(c.default_mode, 0o644),
+                optional,
+            )?,
             None if optional => {}
             None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
         }
@@ -277,14 +293,29 @@ fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<Host
         let sname = s.secret_name.clone().unwrap_or_default();
         let optional = s.optional == Some(true);
         match secret_bytes(src, &sname) {
-            Some(data) => add_items(&mut files, name, &sname, &data, s.items.as_ref(), mode(s.default_mode, 0o644), optional)?,
+            Some(data) => add_items(
+                &mut files,
+                name,
+                &sname,
+                &data,
+                s.items.as_ref(),
+                mode(s.default_mode, 0o644),
+                optional,
+            )?,
             None if optional => {}
             None => return Err(VolumeError::SecretMissing(sname)),
         }
     } else if let Some(d) = &v.downward_api {
         for it in d.items.iter().flatten() {
-            let value = downward(pod, name, it.field_ref.as_ref().map(|f| f.field_path.as_str()))?;
-            files.insert(it.path.clone(), (value.into_bytes(), mode(it.mode.or(d.default_mode), 0o644)));
+            let value = downward(
+                pod,
+                name,
+                it.field_ref.as_ref().map(|f| f.field_path.as_str()),
+            )?;
+            files.insert(
+                it.path.clone(),
+                (value.into_bytes(), mode(it.mode.or(d.default_mode), 0o644)),
+            );
         }
     } else if let Some(p) = &v.projected {
         let m = mode(p.default_mode, 0o644);
@@ -292,21 +323,44 @@ fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<Host
             if let Some(c) = &s.config_map {
                 let optional = c.optional == Some(true);
                 match cm_bytes(src, &c.name) {
-                    Some(data) => add_items(&mut files, name, &c.name, &data, c.items.as_ref(), m, optional)?,
+                    Some(data) => add_items(
+                        &mut files,
+                        name,
+                        &c.name,
+                        &data,
+                        c.items.as_ref(),
+                        m,
+                        optional,
+                    )?,
                     None if optional => {}
                     None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
                 }
             } else if let Some(sec) = &s.secret {
                 let optional = sec.optional == Some(true);
                 match secret_bytes(src, &sec.name) {
-                    Some(data) => add_items(&mut files, name, &sec.name, &data, sec.items.as_ref(), m, optional)?,
+                    Some(data) => add_items(
+                        &mut files,
+                        name,
+                        &sec.name,
+                        &data,
+                        sec.items.as_ref(),
+                        m,
+                        optional,
+                    )?,
                     None if optional => {}
                     None => return Err(VolumeError::SecretMissing(sec.name.clone())),
                 }
             } else if let Some(d) = &s.downward_api {
                 for it in d.items.iter().flatten() {
-                    let value = downward(pod, name, it.field_ref.as_ref().map(|f| f.field_path.as_str()))?;
-                    files.insert(it.path.clone(), (value.into_bytes(), it.mode.map(|x| x as u32).unwrap_or(m)));
+                    let value = downward(
+                        pod,
+                        name,
+                        it.field_ref.as_ref().map(|f| f.field_path.as_str()),
+                    )?;
+                    files.insert(
+                        it.path.clone(),
+                        (value.into_bytes(), it.mode.map(|x| x as u32).unwrap_or(m)),
+                    );
                 }
             } else if s.service_account_token.is_some() {
                 return Err(VolumeError::Unsupported {
@@ -318,7 +372,10 @@ fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<Host
     } else {
         let what = serde_json::to_value(v)
             .ok()
-            .and_then(|j| j.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned()))
+            .and_then(|j| {
+                j.as_object()
+                    .and_then(|o| o.keys().find(|k| *k != "name").cloned())
+            })
             .unwrap_or_else(|| "this".into());
         return Err(VolumeError::Unsupported {
             volume: name.into(),
@@ -326,7 +383,10 @@ fn prepare_one(pod: &Pod, v: &Volume, base: &Path, src: &Sources) -> Result<Host
         });
     }
     write_files(name, &dir, &files)?;
-    Ok(HostVolume { path: dir, readonly: true })
+    Ok(HostVolume {
+        path: dir,
+        readonly: true,
+    })
 }
 
 fn mode(m: Option<i32>, default: u32) -> u32 {
@@ -394,20 +454,36 @@ mod tests {
         }))
         .unwrap();
         let mut src = Sources::default();
-        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
-        cm.data = Some(BTreeMap::from([("k".into(), "v".into())]));
+        let cm = k8s_openapi::api::core::v1::ConfigMap {
+            data: Some(BTreeMap::from([("k".into(), "v".into())])),
+            ..Default::default()
+        };
         src.config_maps.insert("c".into(), cm);
-        let mut s = k8s_openapi::api::core::v1::Secret::default();
-        s.data = Some(BTreeMap::from([("pw".into(), k8s_openapi::ByteString(b"x".to_vec()))]));
+        let s = k8s_openapi::api::core::v1::Secret {
+            data: Some(BTreeMap::from([(
+                "pw".into(),
+                k8s_openapi::ByteString(b"x".to_vec()),
+            )])),
+            ..Default::default()
+        };
         src.secrets.insert("s".into(), s);
         let dir = tempfile::tempdir().unwrap();
         let vols = prepare(&pod, dir.path(), &src).unwrap();
         let f = vols["cfg"].path.join("sub/file");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "v");
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let pw = vols["sec"].path.join("pw");
-        assert_eq!(std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777, 0o400);
-        assert_eq!(std::fs::read_to_string(vols["info"].path.join("labels")).unwrap(), "a=\"b\"");
+        assert_eq!(
+            std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert_eq!(
+            std::fs::read_to_string(vols["info"].path.join("labels")).unwrap(),
+            "a=\"b\""
+        );
         assert!(vols["scratch"].path.is_dir() && !vols["scratch"].readonly);
         assert!(vols["cfg"].readonly);
         cleanup(dir.path()).unwrap();
@@ -424,8 +500,10 @@ mod tests {
         }))
         .unwrap();
         let mut src = Sources::default();
-        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
-        cm.data = Some(BTreeMap::from([("k".into(), "v".into())]));
+        let cm = k8s_openapi::api::core::v1::ConfigMap {
+            data: Some(BTreeMap::from([("k".into(), "v".into())])),
+            ..Default::default()
+        };
         src.config_maps.insert("c".into(), cm);
         let dir = tempfile::tempdir().unwrap();
         let err = prepare(&pod, dir.path(), &src).unwrap_err();
