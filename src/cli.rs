@@ -17,7 +17,17 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a whole cluster in this process
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
+    /// The per-pod container supervisor the node agent starts (not for direct use)
+    #[command(hide = true)]
+    Shim(ShimArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ShimArgs {
+    /// The pod's shim directory (socket, state, bundles)
+    #[arg(long)]
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -71,6 +81,9 @@ pub struct ServerArgs {
     /// Cluster domain
     #[arg(long, env = "K1S_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Cluster DNS address pods resolve with (default: the 10th address of --service-cidr)
+    #[arg(long, env = "K1S_CLUSTER_DNS")]
+    pub cluster_dns: Option<std::net::IpAddr>,
     /// sled page cache size in MiB (small by default for edge devices)
     #[arg(long, env = "K1S_DATASTORE_CACHE_MB", default_value_t = 16)]
     pub datastore_cache_mb: u64,
@@ -97,6 +110,16 @@ pub struct NodeArgs {
     /// Taint for this node, key=value:Effect (repeatable)
     #[arg(long = "node-taint", env = "K1S_NODE_TAINT", value_delimiter = ',', value_parser = parse_taint)]
     pub node_taints: Vec<NodeTaint>,
+    /// Registry mirrors, rewrites and credentials (k3s's registries.yaml format)
+    #[arg(
+        long,
+        env = "K1S_PRIVATE_REGISTRY",
+        default_value = "/etc/k1s/registries.yaml"
+    )]
+    pub private_registry: PathBuf,
+    /// Where the CNI plugins are (default: /usr/lib/cni, then /opt/cni/bin)
+    #[arg(long = "cni-bin-dir", env = "K1S_CNI_BIN_DIR", value_delimiter = ',')]
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// A `--node-taint`: `key[=value]:NoSchedule|PreferNoSchedule|NoExecute`.

@@ -25,7 +25,9 @@ pub enum ConfigError {
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ConfigError> {
     let first = Cli::command().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&first)?;
-    let Command::Server(ref server) = cli.command;
+    let Command::Server(ref server) = cli.command else {
+        return Ok(cli);
+    };
     let explicit = first
         .subcommand_matches("server")
         .and_then(|m| m.value_source("config"))
@@ -139,7 +141,9 @@ mod tests {
             "8443",
         ]))
         .unwrap();
-        let Command::Server(s) = c.command;
+        let Command::Server(s) = c.command else {
+            panic!("not a server command")
+        };
         assert_eq!(s.data_dir, PathBuf::from("/from/file"));
         assert_eq!(s.https_listen_port, 8443);
         assert_eq!(s.tls_san, vec!["a.example", "10.0.0.9"]);

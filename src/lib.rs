@@ -10,6 +10,7 @@ pub mod controllers;
 pub mod kubelet;
 pub mod pki;
 pub mod registry;
+pub mod sandbox;
 pub mod server;
 pub mod store;
 

@@ -17,6 +17,10 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // The shim forks and must stay single-threaded: dispatch before any runtime exists.
+    if let Command::Shim(args) = &cli.command {
+        k1s::sandbox::shim::main(&args.dir);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,7 +34,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Server(args) => k1s::server::run(args).await,
+            Command::Server(args) => k1s::server::run(*args).await,
+            Command::Shim(_) => unreachable!("dispatched before the runtime starts"),
         }
     });
     match result {

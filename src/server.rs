@@ -195,6 +195,16 @@ async fn start_agent(
     let cfg = crate::kubelet::AgentConfig {
         node,
         data_dir: args.data_dir.join("agent"),
+        run_dir: "/run/k1s".into(),
+        log_dir: "/var/log/pods".into(),
+        cluster_cidr: args.cluster_cidr,
+        cluster_dns: args
+            .cluster_dns
+            .unwrap_or_else(|| nth_ip(&args.service_cidr, 10)),
+        cluster_domain: args.cluster_domain.clone(),
+        cni_bin_dirs: args.node.cni_bin_dirs.clone(),
+        registries: args.node.private_registry.clone(),
+        shim_exe: std::env::current_exe().context("finding the k1s binary for the shim")?,
     };
     let name = cfg.node.name.clone();
     crate::kubelet::start(client.clone(), cfg, machine, tasks, cancel.clone())
@@ -203,13 +213,18 @@ async fn start_agent(
 }
 
 fn first_ip(net: &ipnetwork::IpNetwork) -> IpAddr {
+    nth_ip(net, 1)
+}
+
+/// The `n`th address of a network (k3s puts cluster DNS at the 10th of the service CIDR).
+fn nth_ip(net: &ipnetwork::IpNetwork, n: u32) -> IpAddr {
     match net {
-        ipnetwork::IpNetwork::V4(n) => {
-            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.network()) + 1))
-        }
-        ipnetwork::IpNetwork::V6(n) => {
-            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.network()) + 1))
-        }
+        ipnetwork::IpNetwork::V4(v) => IpAddr::V4(std::net::Ipv4Addr::from(
+            u32::from(v.network()).wrapping_add(n),
+        )),
+        ipnetwork::IpNetwork::V6(v) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v.network()).wrapping_add(u128::from(n)),
+        )),
     }
 }
 

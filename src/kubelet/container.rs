@@ -52,9 +52,8 @@ pub struct Context<'a> {
 /// The command a container runs: upstream's rules for command/args over the image's
 /// Entrypoint/Cmd.
 pub fn command(c: &Container, image: &ImageConfig, env: &BTreeMap<String, String>) -> Vec<String> {
-    let expand = |v: &Vec<String>| -> Vec<String> {
-        v.iter().map(|s| super::env::expand(s, env)).collect()
-    };
+    let expand =
+        |v: &Vec<String>| -> Vec<String> { v.iter().map(|s| super::env::expand(s, env)).collect() };
     match (&c.command, &c.args) {
         (Some(cmd), Some(args)) if !cmd.is_empty() => [expand(cmd), expand(args)].concat(),
         (Some(cmd), _) if !cmd.is_empty() => expand(cmd),
@@ -69,7 +68,11 @@ fn lookup(file: &Path, name: &str, field: usize) -> Option<(u32, u32)> {
         let parts: Vec<&str> = l.split(':').collect();
         if parts.first() == Some(&name) && parts.len() > field {
             let id = parts[2].parse().ok()?;
-            let gid = if field >= 3 { parts[3].parse().ok()? } else { id };
+            let gid = if field >= 3 {
+                parts[3].parse().ok()?
+            } else {
+                id
+            };
             Some((id, gid))
         } else {
             None
@@ -108,8 +111,13 @@ fn image_user(user: &str, rootfs: &Path) -> Result<(u32, Option<u32>), ConfigErr
     Ok((uid, gid))
 }
 
-fn quantity(map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str) -> Option<f64> {
-    map?.get(key).and_then(|q| Quantity::parse(&q.0).ok()).map(|q| q.to_f64())
+fn quantity(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    key: &str,
+) -> Option<f64> {
+    map?.get(key)
+        .and_then(|q| Quantity::parse(&q.0).ok())
+        .map(|q| q.to_f64())
 }
 
 /// Requests and limits as cgroup values: shares from the cpu request (2 when none), a CFS
@@ -123,7 +131,8 @@ pub fn resources(c: &Container) -> Resources {
         .map(|cores| ((cores * 1024.0).ceil() as u64).max(2))
         .unwrap_or(2);
     let period = 100_000u64;
-    let quota = quantity(limits, "cpu").map(|cores| ((cores * period as f64).ceil() as i64).max(1000));
+    let quota =
+        quantity(limits, "cpu").map(|cores| ((cores * period as f64).ceil() as i64).max(1000));
     Resources {
         cpu_shares: Some(shares),
         cpu_quota: quota,
@@ -156,8 +165,18 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
     let uid = csc.run_as_user.or(psc.run_as_user).map(|u| u as u32);
     let run_as_non_root = csc.run_as_non_root.or(psc.run_as_non_root) == Some(true);
     if run_as_non_root && uid.unwrap_or(img_uid) == 0 {
-        if uid.is_none() && !cx.image.user.is_empty() && cx.image.user.split(':').next().is_some_and(|u| u.parse::<u32>().is_err()) {
-            return Err(ConfigError::NonNumericUser { user: cx.image.user.clone() });
+        if uid.is_none()
+            && !cx.image.user.is_empty()
+            && cx
+                .image
+                .user
+                .split(':')
+                .next()
+                .is_some_and(|u| u.parse::<u32>().is_err())
+        {
+            return Err(ConfigError::NonNumericUser {
+                user: cx.image.user.clone(),
+            });
         }
         return Err(ConfigError::RunAsRoot {
             pod: cx.pod.metadata.name.clone().unwrap_or_default(),
@@ -196,7 +215,11 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
 
     let mut mounts = Vec::new();
     for (dest, path) in &cx.etc_files {
-        if c.volume_mounts.iter().flatten().any(|m| &m.mount_path == dest) {
+        if c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| &m.mount_path == dest)
+        {
             continue;
         }
         mounts.push(Mount {

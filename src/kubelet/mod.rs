@@ -3,13 +3,15 @@
 //! cluster only through `kube::Client` (in-process in the server) and drives the machine only
 //! through `sandbox` and `cni`, which know nothing of the API.
 
-// pub mod container;
+pub mod container;
 pub mod env;
 pub mod etc;
 pub mod lease;
 pub mod node;
+pub mod pods;
 pub mod status;
 pub mod volumes;
+pub mod worker;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -29,7 +31,36 @@ const STATUS_REPORT_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub node: NodeConfig,
+    /// `<data-dir>/agent`: images, CNI state, pod directories.
     pub data_dir: PathBuf,
+    /// Runtime state that must not survive a reboot: shim sockets, pinned netns.
+    pub run_dir: PathBuf,
+    /// Container logs, `/var/log/pods`.
+    pub log_dir: PathBuf,
+    pub cluster_cidr: ipnetwork::IpNetwork,
+    pub cluster_dns: std::net::IpAddr,
+    pub cluster_domain: String,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// `registries.yaml` (k3s's format); absent is fine.
+    pub registries: PathBuf,
+    /// The binary to run as `k1s shim`.
+    pub shim_exe: PathBuf,
+}
+
+/// The machinery every pod worker shares.
+pub struct Runtime {
+    pub client: kube::Client,
+    pub node_name: String,
+    pub node_ip: std::net::IpAddr,
+    pub images: crate::sandbox::image::ImageStore,
+    pub network: std::sync::Arc<dyn crate::cni::PodNetwork>,
+    pub shim_exe: PathBuf,
+    pub run_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub dns: etc::Dns,
+    pub cpus: usize,
+    pub memory_bytes: u64,
 }
 
 /// Register the node and keep it alive until `cancel`. Returns once registration succeeded
@@ -43,52 +74,163 @@ pub async fn start(
 ) -> Result<(), kube::Error> {
     let readiness = Readiness::not_ready("waiting for the node's pod CIDR");
     let node = node::register(&client, &cfg.node, &machine, &readiness).await?;
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(readiness.clone());
     tasks.spawn(lease::run(client.clone(), node, cancel.clone()));
-    tasks.spawn(report_status(client, cfg, machine, readiness, cancel));
+    tasks.spawn(report_status(
+        client.clone(),
+        cfg.clone(),
+        machine.clone(),
+        readiness,
+        ready_rx,
+        cancel.clone(),
+    ));
+    tasks.spawn(run_pods(client, cfg, machine, ready_tx, cancel));
     Ok(())
 }
 
-/// Why the node is not ready yet, or that it is.
-fn readiness_of(node: &Node) -> Readiness {
-    match node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()) {
-        None => Readiness::not_ready("waiting for the node's pod CIDR"),
-        Some(_) => Readiness::ready(),
-    }
+/// Wait for the node's pod CIDR, set up the pod network and image store, then run the pods
+/// bound to this node. Readiness says what it waits for.
+async fn run_pods(
+    client: kube::Client,
+    cfg: AgentConfig,
+    machine: Machine,
+    ready: tokio::sync::watch::Sender<Readiness>,
+    cancel: CancellationToken,
+) {
+    let api: Api<Node> = Api::all(client.clone());
+    let selector = format!("metadata.name={}", cfg.node.name);
+    let nodes = watcher(api, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(nodes);
+    let pod_cidr = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            n = nodes.next() => match n {
+                Some(Ok(n)) => {
+                    if let Some(c) = n.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).and_then(|c| c.parse::<ipnetwork::IpNetwork>().ok()) {
+                        break c;
+                    }
+                }
+                Some(Err(_)) => {}
+                None => return,
+            }
+        }
+    };
+    let runtime = loop {
+        match build_runtime(&client, &cfg, &machine, pod_cidr).await {
+            Ok(rt) => break rt,
+            Err(e) => {
+                tracing::error!(error = %e, "the node cannot run pods");
+                let _ = ready.send(Readiness::not_ready(e.clone()));
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        }
+    };
+    let _ = ready.send(Readiness::ready());
+    tracing::info!(node = %cfg.node.name, %pod_cidr, "running pods");
+    pods::run(std::sync::Arc::new(runtime), cancel).await;
 }
 
-/// Re-register when the node's readiness changes (watched), and at least every minute.
+async fn build_runtime(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    machine: &Machine,
+    pod_cidr: ipnetwork::IpNetwork,
+) -> Result<Runtime, String> {
+    use crate::cni::{Cni, CniConfig};
+    use crate::sandbox::image::{ImageStore, Platform, Registries};
+    let mut net = CniConfig::new(cfg.data_dir.join("cni"), pod_cidr, cfg.cluster_cidr);
+    if !cfg.cni_bin_dirs.is_empty() {
+        net.bin_dirs = cfg.cni_bin_dirs.clone();
+    }
+    let cni = Cni::new(net).map_err(|e| format!("container network not ready: {e}"))?;
+    cni.preflight()
+        .await
+        .map_err(|e| format!("container network not ready: {e}"))?;
+    let registries = if cfg.registries.exists() {
+        Registries::load(&cfg.registries).map_err(|e| e.to_string())?
+    } else {
+        Registries::default()
+    };
+    let images = ImageStore::open(
+        &cfg.data_dir.join("images-store"),
+        registries,
+        Platform::host(),
+    )
+    .map_err(|e| format!("opening the image store: {e}"))?;
+    import_tarballs(&images, &cfg.data_dir.join("images"));
+    Ok(Runtime {
+        client: client.clone(),
+        node_name: cfg.node.name.clone(),
+        node_ip: cfg.node.ip,
+        images,
+        network: std::sync::Arc::new(cni),
+        shim_exe: cfg.shim_exe.clone(),
+        run_dir: cfg.run_dir.clone(),
+        state_dir: cfg.data_dir.clone(),
+        log_dir: cfg.log_dir.clone(),
+        dns: etc::Dns {
+            cluster_dns: cfg.cluster_dns,
+            cluster_domain: cfg.cluster_domain.clone(),
+            host_resolv_conf: "/etc/resolv.conf".into(),
+        },
+        cpus: machine.cpus,
+        memory_bytes: machine.memory_bytes,
+    })
+}
+
+/// Import the image tarballs of `<data-dir>/agent/images` in the background, so an
+/// air-gapped node has its images without delaying readiness.
+fn import_tarballs(images: &crate::sandbox::image::ImageStore, dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    let images = images.clone();
+    tokio::spawn(async move {
+        for f in files {
+            match images.import(&f).await {
+                Ok(list) => {
+                    tracing::info!(file = %f.display(), images = list.len(), "imported images")
+                }
+                Err(e) => tracing::warn!(file = %f.display(), error = %e, "importing images"),
+            }
+        }
+    });
+}
+
+/// Report the node's status when its readiness changes, and at least every minute (this
+/// also re-creates a Node an administrator deleted).
 async fn report_status(
     client: kube::Client,
     cfg: AgentConfig,
     machine: Machine,
     mut reported: Readiness,
+    mut ready: tokio::sync::watch::Receiver<Readiness>,
     cancel: CancellationToken,
 ) {
-    let api: Api<Node> = Api::all(client.clone());
-    let selector = format!("metadata.name={}", cfg.node.name);
-    let changes = watcher(api, watcher::Config::default().fields(&selector))
-        .default_backoff()
-        .applied_objects();
-    futures::pin_mut!(changes);
     let mut tick = tokio::time::interval(STATUS_REPORT_EVERY);
     tick.tick().await;
-    let mut readiness = reported.clone();
     loop {
         let force = tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => true,
-            ev = changes.next() => match ev {
-                Some(Ok(node)) => {
-                    readiness = readiness_of(&node);
-                    false
+            r = ready.changed() => {
+                if r.is_err() {
+                    return;
                 }
-                Some(Err(e)) => {
-                    tracing::debug!(node = %cfg.node.name, error = %e, "watching own node");
-                    false
-                }
-                None => return,
-            },
+                false
+            }
         };
+        let readiness = ready.borrow_and_update().clone();
         if readiness == reported && !force {
             continue;
         }
@@ -97,7 +239,7 @@ async fn report_status(
                 if readiness != reported {
                     tracing::info!(node = %cfg.node.name, ready = readiness.ready, "node status changed");
                 }
-                reported = readiness.clone();
+                reported = readiness;
             }
             Err(e) => tracing::warn!(node = %cfg.node.name, error = %e, "reporting node status"),
         }

@@ -1,0 +1,359 @@
+//! The containers of one pod as the shim tracks them: a lifecycle with guarded transitions
+//! (Created → Running → Exited, then removed), persisted to `state.json` after every change.
+//!
+//! Each verb checks the status allows it, acts through `runtime` (libcontainer), records the
+//! result and saves. This module owns exit codes (from the reaper) and log files; it never
+//! polls or reads sockets: the loop in `server` feeds it requests, exits and pipe data.
+
+use std::collections::BTreeMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::logs::{timestamp, ContainerLog, Stream};
+use super::protocol::{ContainerState, ErrorKind, LogLimits, Response, Status};
+use super::{runtime, state};
+use crate::sandbox::spec::{self, ContainerSpec};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// One container: its record, its log and the read ends of its stdout/stderr pipes.
+pub struct Entry {
+    pub state: ContainerState,
+    pub log: Option<ContainerLog>,
+    /// Indexed by `Stream as usize`; `None` once the stream hit EOF.
+    pub pipes: [Option<OwnedFd>; 2],
+    /// For containers of a previous shim: not our children, so watched, not reaped.
+    pub pidfd: Option<OwnedFd>,
+}
+
+pub struct Pod {
+    pub dir: PathBuf,
+    pub state_root: PathBuf,
+    pub containers: BTreeMap<String, Entry>,
+}
+
+pub type Reply = Result<Response, (ErrorKind, String)>;
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+impl Pod {
+    /// Loads `state.json` left by a previous shim. Containers it recorded as alive are
+    /// watched through a pidfd when their process still exists (same boot), and marked
+    /// exited with an unknown code otherwise.
+    pub fn open(dir: &Path) -> Result<Pod, state::StateError> {
+        let state_root = dir.join("state");
+        std::fs::create_dir_all(&state_root).map_err(|source| state::StateError::Io {
+            path: state_root.clone(),
+            source,
+        })?;
+        let saved = state::load(dir)?;
+        let same_boot = saved.boot_id.is_empty() || saved.boot_id == state::boot_id();
+        let mut pod = Pod {
+            dir: dir.to_path_buf(),
+            state_root,
+            containers: BTreeMap::new(),
+        };
+        for mut st in saved.containers {
+            let mut pidfd = None;
+            if st.status != Status::Exited {
+                pidfd = st.pid.filter(|_| same_boot).and_then(pidfd_open);
+                if pidfd.is_none() {
+                    st.status = Status::Exited;
+                    st.exit_code = None;
+                    st.finished_at = Some(now());
+                }
+            }
+            let entry = Entry {
+                state: st,
+                log: None,
+                pipes: [None, None],
+                pidfd,
+            };
+            pod.containers.insert(entry.state.id.clone(), entry);
+        }
+        pod.save()?;
+        Ok(pod)
+    }
+
+    pub fn save(&self) -> Result<(), state::StateError> {
+        let st = state::PodState {
+            boot_id: state::boot_id(),
+            containers: self.containers.values().map(|e| e.state.clone()).collect(),
+        };
+        state::save(&self.dir, &st)
+    }
+
+    fn saved(&self, ok: Response) -> Reply {
+        self.save()
+            .map(|_| ok)
+            .map_err(|e| (ErrorKind::Failed, e.to_string()))
+    }
+
+    fn get(&mut self, id: &str) -> Result<&mut Entry, (ErrorKind, String)> {
+        self.containers
+            .get_mut(id)
+            .ok_or_else(|| (ErrorKind::NotFound, format!("container {id} not found")))
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.join("bundles").join(id)
+    }
+
+    pub fn create(&mut self, spec: &ContainerSpec, log_path: &Path, limits: LogLimits) -> Reply {
+        spec.validate()
+            .map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
+        if self.containers.contains_key(&spec.id) {
+            return Err((
+                ErrorKind::AlreadyExists,
+                format!("container {} already exists", spec.id),
+            ));
+        }
+        if !spec.rootfs.is_dir() {
+            return Err((
+                ErrorKind::BadRequest,
+                format!(
+                    "container {}: rootfs {} does not exist or is not a directory",
+                    spec.id,
+                    spec.rootfs.display()
+                ),
+            ));
+        }
+        if !log_path.is_absolute() {
+            return Err((
+                ErrorKind::BadRequest,
+                format!("log path {} must be absolute", log_path.display()),
+            ));
+        }
+        let spec = &with_reachable_nofile(spec);
+        let bundle = self.bundle(&spec.id);
+        spec::write_bundle(spec, &bundle).map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
+        let log =
+            ContainerLog::open(log_path, limits).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
+        let created = runtime::create(&self.state_root, &bundle, &spec.id).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&bundle);
+            (ErrorKind::Failed, e.to_string())
+        })?;
+        let entry = Entry {
+            state: ContainerState {
+                id: spec.id.clone(),
+                status: Status::Created,
+                pid: Some(created.pid),
+                exit_code: None,
+                created_at: now(),
+                started_at: None,
+                finished_at: None,
+                oom_killed: false,
+                log_path: log_path.to_path_buf(),
+                cgroup_path: spec.cgroup_path.clone(),
+            },
+            log: Some(log),
+            pipes: [Some(created.stdout), Some(created.stderr)],
+            pidfd: None,
+        };
+        self.containers.insert(spec.id.clone(), entry);
+        self.saved(Response::Ok)
+    }
+
+    pub fn start(&mut self, id: &str) -> Reply {
+        let state_root = self.state_root.clone();
+        let e = self.get(id)?;
+        if e.state.status != Status::Created {
+            return Err((
+                ErrorKind::InvalidState,
+                format!("container {id} is {:?}, not Created", e.state.status),
+            ));
+        }
+        runtime::start(&state_root, id).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
+        e.state.status = Status::Running;
+        e.state.started_at = Some(now());
+        self.saved(Response::Ok)
+    }
+
+    pub fn kill(&mut self, id: &str, signal: i32) -> Reply {
+        let sig = Signal::try_from(signal)
+            .map_err(|_| (ErrorKind::BadRequest, format!("invalid signal {signal}")))?;
+        let e = self.get(id)?;
+        match (e.state.status, e.state.pid) {
+            (Status::Created | Status::Running, Some(pid)) => {
+                // Our child's pid cannot be reused before we reap it; an adopted container is
+                // signalled through its pidfd for the same guarantee.
+                let res = match &e.pidfd {
+                    Some(fd) => pidfd_send_signal(fd, sig),
+                    None => kill(Pid::from_raw(pid), sig),
+                };
+                res.map(|_| Response::Ok).map_err(|err| {
+                    (
+                        ErrorKind::Failed,
+                        format!("kill container {id} (pid {pid}) with {sig}: {err}"),
+                    )
+                })
+            }
+            (status, _) => Err((
+                ErrorKind::InvalidState,
+                format!("container {id} is {status:?}, nothing to signal"),
+            )),
+        }
+    }
+
+    pub fn remove(&mut self, id: &str) -> Reply {
+        let e = self.get(id)?;
+        if e.state.status == Status::Running {
+            return Err((
+                ErrorKind::InvalidState,
+                format!("container {id} is Running; kill it first"),
+            ));
+        }
+        runtime::delete(&self.state_root, id).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
+        let _ = std::fs::remove_dir_all(self.bundle(id));
+        self.containers.remove(id);
+        self.saved(Response::Ok)
+    }
+
+    pub fn state(&self) -> Response {
+        Response::State {
+            containers: self.containers.values().map(|e| e.state.clone()).collect(),
+        }
+    }
+
+    /// Records a reaped child. Returns false when the pid is not one of our containers (an
+    /// orphan we inherited as subreaper).
+    pub fn exited(&mut self, pid: i32, exit_code: Option<i32>) -> bool {
+        let Some(e) = self
+            .containers
+            .values_mut()
+            .find(|e| e.state.pid == Some(pid) && e.state.status != Status::Exited)
+        else {
+            return false;
+        };
+        e.state.status = Status::Exited;
+        e.state.exit_code = exit_code;
+        e.state.finished_at = Some(now());
+        e.state.oom_killed = runtime::oom_killed(Path::new(CGROUP_ROOT), &e.state.cgroup_path);
+        e.pidfd = None;
+        if let Err(err) = self.save() {
+            tracing::error!(%err, "recording exit of pid {pid}");
+        }
+        true
+    }
+
+    /// Writes what was read from a container's pipe; an empty chunk means EOF.
+    pub fn log(&mut self, id: &str, stream: Stream, chunk: &[u8]) {
+        let Some(e) = self.containers.get_mut(id) else {
+            return;
+        };
+        let Some(log) = e.log.as_mut() else { return };
+        let ts = timestamp();
+        let res = if chunk.is_empty() {
+            e.pipes[stream as usize] = None;
+            log.finish(stream, &ts)
+        } else {
+            log.write_chunk(stream, chunk, &ts)
+        };
+        // A full disk must not stop the shim; the container keeps running, lines are lost.
+        if let Err(err) = res {
+            tracing::warn!(%err, "dropping log output of {id}");
+        }
+    }
+
+    /// Signals every live container: `created` to those that never started (their init
+    /// still has the shim's signals blocked, so only SIGKILL reaches it), `running` to the
+    /// others.
+    pub fn signal_all(&self, created: Signal, running: Signal) {
+        for e in self.containers.values() {
+            let sig = match e.state.status {
+                Status::Created => created,
+                Status::Running => running,
+                Status::Exited => continue,
+            };
+            let res = match (&e.pidfd, e.state.pid) {
+                (Some(fd), _) => pidfd_send_signal(fd, sig),
+                (None, Some(pid)) => kill(Pid::from_raw(pid), sig),
+                (None, None) => continue,
+            };
+            if let Err(err) = res {
+                tracing::warn!(%err, "signal {sig} to container {}", e.state.id);
+            }
+        }
+    }
+
+    /// Containers whose process is still alive (Created or Running).
+    pub fn live(&self) -> impl Iterator<Item = &ContainerState> {
+        self.containers
+            .values()
+            .map(|e| &e.state)
+            .filter(|s| s.status != Status::Exited)
+    }
+
+    /// Final clean-up of a shutdown: every container removed, libcontainer's root, the
+    /// bundles and the state file deleted.
+    pub fn remove_all(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let ids: Vec<String> = self.containers.keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = runtime::delete(&self.state_root, &id) {
+                errors.push(e.to_string());
+            }
+            if let Some(e) = self.containers.remove(&id) {
+                runtime::remove_empty_parents(Path::new(CGROUP_ROOT), &e.state.cgroup_path);
+            }
+        }
+        for dir in [self.state_root.clone(), self.dir.join("bundles")] {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("remove {}: {e}", dir.display()));
+                }
+            }
+        }
+        if let Err(e) = state::remove(&self.dir) {
+            errors.push(e.to_string());
+        }
+        errors
+    }
+}
+
+/// Clamps RLIMIT_NOFILE to what this process can grant: without CAP_SYS_RESOURCE (some
+/// hosts drop it), asking for more than our own hard limit fails the whole create with EPERM.
+fn with_reachable_nofile(spec: &ContainerSpec) -> ContainerSpec {
+    let mut spec = spec.clone();
+    let want = spec.nofile_limit.unwrap_or(spec::NOFILE_LIMIT);
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        if want > hard {
+            tracing::info!(id = %spec.id, want, hard, "RLIMIT_NOFILE clamped to the shim's hard limit");
+            spec.nofile_limit = Some(hard);
+        }
+    }
+    spec
+}
+
+fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on an fd we own; a null siginfo means "as kill(2) would".
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    nix::errno::Errno::result(rc).map(drop)
+}
+
+/// A pidfd for a process that is not our child; it polls readable when the process exits.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

@@ -1,0 +1,236 @@
+//! The shim's use of youki's libcontainer: create, start and delete one container, and read
+//! what its cgroup says about an OOM kill.
+//!
+//! Only the shim process may call into this module: libcontainer clones the calling process,
+//! which is unsound in a multi-threaded (tokio) process. It never reaps: the container's init
+//! is the shim's child and the shim's loop owns `waitpid`.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::signal::{SigSet, SigmaskHow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{op} container {id}: {message}")]
+    Libcontainer {
+        op: &'static str,
+        id: String,
+        message: String,
+    },
+    #[error("create pipes for container {id}: {source}")]
+    Pipe {
+        id: String,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// A created container: its init waits for `start`; the shim reads the pipes.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// libcontainer's errors keep the useful part (the syscall, the path) in their sources.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        msg.push_str(": ");
+        msg.push_str(&e.to_string());
+        next = e.source();
+    }
+    msg
+}
+
+fn lc_err(
+    op: &'static str,
+    id: &str,
+) -> impl FnOnce(libcontainer::error::LibcontainerError) -> RuntimeError {
+    let id = id.to_string();
+    move |e| RuntimeError::Libcontainer {
+        op,
+        id,
+        message: chain(&e),
+    }
+}
+
+fn nonblocking_pipe(id: &str) -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    let err = |source| RuntimeError::Pipe {
+        id: id.to_string(),
+        source,
+    };
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(err)?;
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&r),
+        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )
+    .map_err(err)?;
+    Ok((r, w))
+}
+
+/// Creates the container from `<bundle>/config.json`, with state under `state_root`.
+pub fn create(state_root: &Path, bundle: &Path, id: &str) -> Result<Created, RuntimeError> {
+    let (out_r, out_w) = nonblocking_pipe(id)?;
+    let (err_r, err_w) = nonblocking_pipe(id)?;
+    let container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(ShimExecutor)
+        .with_root_path(state_root)
+        .map_err(lc_err("create", id))?
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .validate_id()
+        .map_err(lc_err("create", id))?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(lc_err("create", id))?;
+    let pid = container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or_else(|| RuntimeError::Libcontainer {
+            op: "create",
+            id: id.to_string(),
+            message: "libcontainer reported no init pid".into(),
+        })?;
+    Ok(Created {
+        pid,
+        stdout: out_r,
+        stderr: err_r,
+    })
+}
+
+pub fn start(state_root: &Path, id: &str) -> Result<(), RuntimeError> {
+    let mut c = Container::load(state_root.join(id)).map_err(lc_err("start", id))?;
+    c.start().map_err(lc_err("start", id))
+}
+
+/// Kills whatever is left in the cgroup, removes it and libcontainer's state directory.
+pub fn delete(state_root: &Path, id: &str) -> Result<(), RuntimeError> {
+    let dir = state_root.join(id);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut c = Container::load(dir).map_err(lc_err("delete", id))?;
+    c.delete(true).map_err(lc_err("delete", id))
+}
+
+/// Whether the kernel OOM-killed a process of this cgroup (v1 `memory.oom_control`, v2
+/// `memory.events`). Read before the cgroup is removed.
+pub fn oom_killed(cgroup_root: &Path, cgroup_path: &str) -> bool {
+    let rel = cgroup_path.trim_start_matches('/');
+    let candidates: [PathBuf; 2] = [
+        cgroup_root
+            .join("memory")
+            .join(rel)
+            .join("memory.oom_control"),
+        cgroup_root.join(rel).join("memory.events"),
+    ];
+    candidates.iter().any(|p| {
+        std::fs::read_to_string(p)
+            .map(|text| {
+                text.lines().any(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// libcgroups creates the whole cgroup path but removes only the leaf; the pod level
+/// (`/k1s/pod<uid>` of `/k1s/pod<uid>/<id>`) goes when the pod's last container does. The
+/// top level (`/k1s`) is shared by all pods and stays. Non-empty directories are left alone.
+pub fn remove_empty_parents(cgroup_root: &Path, cgroup_path: &str) {
+    let rel = Path::new(cgroup_path.trim_start_matches('/'));
+    let mut hierarchies = vec![cgroup_root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(cgroup_root) {
+        // Symlinks such as `cpu -> cpu,cpuacct` name a hierarchy already listed.
+        hierarchies.extend(
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+    }
+    for h in hierarchies {
+        for parent in rel.ancestors().skip(1) {
+            if parent.components().count() < 2 {
+                break;
+            }
+            // rmdir only succeeds on an empty cgroup, which is exactly the condition wanted.
+            let _ = std::fs::remove_dir(h.join(parent));
+        }
+    }
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) on the generic ABI (x86_64, arm,
+/// aarch64): handler, flags, restorer, mask.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: usize,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Every signal back to SIG_DFL: an ignored disposition survives `execve`. Besides the
+/// shim's SIGPIPE, containers were seen with glibc's internal signals (32, 33)
+/// ignored, which glibc's own `signal()` refuses to touch, hence the raw syscall.
+fn reset_signal_dispositions() {
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `dfl` (a valid struct of the kernel's layout, size 8
+        // mask) and writes nothing (null old action); SIG_DFL runs no code of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+}
+
+/// libcontainer's default executor, after undoing the shim's signal set-up.
+///
+/// The shim blocks SIGCHLD/SIGTERM (for its signalfd) and ignores SIGPIPE; both survive
+/// `execve`, so without this a container could not be stopped with SIGTERM and would not die
+/// on a broken pipe.
+#[derive(Clone)]
+struct ShimExecutor;
+
+impl Executor for ShimExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            .map_err(|e| ExecutorError::Other(format!("reset signal mask: {e}")))?;
+        reset_signal_dispositions();
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
