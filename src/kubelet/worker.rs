@@ -73,7 +73,8 @@ pub struct Worker {
     pod_ips: Vec<IpAddr>,
     /// Per container: why it waits, and until when an image pull is backed off.
     waiting: HashMap<String, Waiting>,
-    pull_backoff: HashMap<String, (Instant, u32)>,
+    /// Per container: pulls fail until this instant, how many failed, and the last error.
+    pull_backoff: HashMap<String, (Instant, u32, String)>,
 }
 
 impl Worker {
@@ -630,38 +631,31 @@ impl Worker {
             Some("Never") => PullPolicy::Never,
             _ => PullPolicy::IfNotPresent,
         };
-        if let Some((until, _)) = self.pull_backoff.get(&c.name) {
+        if let Some((until, _, last)) = self.pull_backoff.get(&c.name) {
             if Instant::now() < *until {
-                let prev = self
-                    .waiting
-                    .get(&c.name)
-                    .map(|w| w.message.clone())
-                    .unwrap_or_default();
                 return Err(Waiting {
                     reason: "ImagePullBackOff",
-                    message: format!("Back-off pulling image \"{name}\": {prev}"),
+                    message: format!("Back-off pulling image \"{name}\": {last}"),
                 });
             }
         }
         let auth = self.pull_secrets(pod).await;
         match self.rt.images.ensure(&name, policy, &auth).await {
             Ok(img) => Ok(img),
+            // Nothing to back off from: the image can only appear by import.
+            Err(e) if policy == PullPolicy::Never => Err(Waiting {
+                reason: "ErrImageNeverPull",
+                message: e.to_string(),
+            }),
             Err(e) => {
-                let n = self
-                    .pull_backoff
-                    .get(&c.name)
-                    .map(|(_, n)| n + 1)
-                    .unwrap_or(1);
+                let n = self.pull_backoff.get(&c.name).map(|b| b.1 + 1).unwrap_or(1);
+                let message = e.to_string();
+                let until = Instant::now() + backoff(n);
                 self.pull_backoff
-                    .insert(c.name.clone(), (Instant::now() + backoff(n), n));
-                let reason = if policy == PullPolicy::Never {
-                    "ErrImageNeverPull"
-                } else {
-                    "ErrImagePull"
-                };
+                    .insert(c.name.clone(), (until, n, message.clone()));
                 Err(Waiting {
-                    reason,
-                    message: e.to_string(),
+                    reason: "ErrImagePull",
+                    message,
                 })
             }
         }
@@ -742,9 +736,7 @@ impl Worker {
     /// Everything of the pod on this node is gone: remove its directories, and the API object
     /// (grace 0, only this incarnation), which ends a graceful deletion.
     async fn finish_deletion(&mut self, pod: &Pod) {
-        let dir = self.pod_dir();
-        let _ = volumes::cleanup(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
+        self.remove_files();
         let api: Api<Pod> = Api::namespaced(
             self.rt.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -770,9 +762,23 @@ impl Worker {
     /// The pod's API object is gone: stop what is left and forget it.
     pub async fn forget(&mut self) {
         self.stop(Duration::from_secs(2)).await;
+        self.remove_files();
+    }
+
+    /// The pod's directories and its logs (`/var/log/pods/<ns>_<name>_<uid>`), as upstream
+    /// removes them with the pod.
+    fn remove_files(&self) {
         let dir = self.pod_dir();
         let _ = volumes::cleanup(&dir);
         let _ = std::fs::remove_dir_all(&dir);
+        let suffix = format!("_{}", self.uid);
+        if let Ok(entries) = std::fs::read_dir(&self.rt.log_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(&suffix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,480 @@
+//! Real pods end to end, driven with kubectl: images pulled from a real registry on loopback
+//! through a `registries.yaml` mirror (as a user's would be), containers started by the shim
+//! through libcontainer, wired by the CNI plugins, logs in /var/log/pods, restarts, deletion,
+//! and containers that outlive a kill -9 of k1s. The tests share the host's pod bridge, so
+//! they run one at a time; each cleans up its pods, namespaces and rules even when it fails.
+
+mod common;
+mod image_support;
+
+use common::TestServer;
+use image_support::registry::Registry;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A k1s server with its node agent, a registry holding `busybox`, and cleanup on drop.
+struct Node {
+    server: TestServer,
+    _registry: Registry,
+    _files: tempfile::TempDir,
+    cidr: String,
+}
+
+impl Node {
+    fn start(name: &str, cidr: &str) -> Node {
+        let registry = Registry::start(None).expect("registry");
+        registry
+            .push("busybox", "library/busybox:latest")
+            .expect("push busybox");
+        let files = tempfile::tempdir().unwrap();
+        let regfile = files.path().join("registries.yaml");
+        std::fs::write(
+            &regfile,
+            image_support::mirror_yaml("docker.io", &registry.addr()),
+        )
+        .unwrap();
+        let server = TestServer::start_with(&[
+            "--node-name",
+            name,
+            "--cluster-cidr",
+            cidr,
+            "--private-registry",
+            regfile.to_str().unwrap(),
+        ]);
+        let node = Node {
+            server,
+            _registry: registry,
+            _files: files,
+            cidr: cidr.to_string(),
+        };
+        node.wait("the node to be Ready", 30, |s| {
+            s.kubectl(&[
+                "get",
+                "node",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])
+            .1 == "True"
+        });
+        node
+    }
+
+    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut(&TestServer) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f(&self.server) {
+            if Instant::now() > deadline {
+                let pods = self.server.kubectl(&["get", "pods", "-A", "-o", "yaml"]).1;
+                panic!(
+                    "timed out waiting for {what}\npods:\n{pods}\nserver log:\n{}",
+                    self.server.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn jsonpath(&self, pod: &str, path: &str) -> String {
+        self.server
+            .kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
+            .1
+    }
+
+    fn wait_phase(&self, pod: &str, phase: &str) {
+        self.wait(&format!("pod {pod} to be {phase}"), 60, |_| {
+            self.jsonpath(pod, "{.status.phase}") == phase
+        });
+    }
+
+    fn log_file(&self, pod: &str, container: &str, restart: u32) -> PathBuf {
+        let uid = self.jsonpath(pod, "{.metadata.uid}");
+        PathBuf::from(format!(
+            "/var/log/pods/default_{pod}_{uid}/{container}/{restart}.log"
+        ))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Force-delete every pod so the agent stops its containers and frees the network,
+        // then wait for the shims to go before stopping the server.
+        let uids = self
+            .server
+            .kubectl(&[
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "jsonpath={.items[*].metadata.uid}",
+            ])
+            .1;
+        let _ = self.server.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "-A",
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for uid in uids.split_whitespace() {
+            let dir = PathBuf::from("/run/k1s/pods").join(uid);
+            while dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.server.stop();
+        // The pod network's host side: the bridge and the masquerade rules.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", "k1s0"])
+            .status();
+        let pod_cidr = self.cidr.replace(".0.0/16", ".0.0/24");
+        let ipt = |args: &[&str]| {
+            let _ = std::process::Command::new("iptables")
+                .args(["-w", "-t", "nat"])
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        ipt(&["-D", "POSTROUTING", "-s", &pod_cidr, "-j", "K1S-MASQ-k1s0"]);
+        ipt(&["-F", "K1S-MASQ-k1s0"]);
+        ipt(&["-X", "K1S-MASQ-k1s0"]);
+    }
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[test]
+fn a_pod_runs_with_its_config_logs_and_network_then_is_deleted() {
+    let _g = serial();
+    let n = Node::start("pods-1", "10.201.0.0/16");
+    let s = &n.server;
+    s.k(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=fast",
+        "--from-literal=file.txt=from-a-volume",
+    ]);
+    s.k_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  nodeName: pods-1
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - name: cfg
+    configMap: {name: settings}
+  - name: scratch
+    emptyDir: {}
+  initContainers:
+  - name: prepare
+    image: busybox
+    command: ["sh", "-c", "echo prepared > /work/ready"]
+    volumeMounts: [{name: scratch, mountPath: /work}]
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c"]
+    args:
+    - |
+      echo "hello from $(hostname) mode=$MODE pod=$POD_NAME ip=$POD_IP"
+      cat /cfg/file.txt; echo
+      cat /work/ready
+      id -u
+      trap 'echo bye; exit 0' TERM
+      while true; do sleep 1; done
+    env:
+    - name: MODE
+      valueFrom: {configMapKeyRef: {name: settings, key: mode}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    securityContext: {runAsUser: 1000}
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: scratch, mountPath: /work}
+"#,
+    );
+    n.wait_phase("web", "Running");
+    let ip = n.jsonpath("web", "{.status.podIP}");
+    assert!(
+        ip.starts_with("10.201.0."),
+        "pod IP {ip} is not in the node's pod CIDR"
+    );
+    assert_eq!(
+        n.jsonpath("web", "{.status.containerStatuses[0].ready}"),
+        "true"
+    );
+    assert_eq!(
+        n.jsonpath(
+            "web",
+            "{.status.initContainerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+    assert!(n
+        .jsonpath("web", "{.status.containerStatuses[0].imageID}")
+        .contains("busybox@sha256:"));
+    let wide = s.k(&["get", "pod", "web", "-o", "wide"]);
+    assert!(
+        wide.contains("Running") && wide.contains(&ip) && wide.contains("pods-1"),
+        "{wide}"
+    );
+
+    let log = n.log_file("web", "main", 0);
+    n.wait("the container's output", 30, |_| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("1000")
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(" stdout F hello from web mode=fast pod=web ip="),
+        "{text}"
+    );
+    assert!(text.contains(" stdout F from-a-volume"), "{text}");
+    assert!(text.contains(" stdout F prepared"), "{text}");
+    assert!(text.contains(" stdout F 1000"), "{text}");
+
+    // The pod is reachable from the host over the pod network.
+    let out = std::process::Command::new("busybox")
+        .args(["ping", "-c", "1", "-W", "2", &ip])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ping {ip}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let uid = n.jsonpath("web", "{.metadata.uid}");
+    let started = Instant::now();
+    s.k(&["delete", "pod", "web"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "deletion took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !PathBuf::from("/run/k1s/netns").join(&uid).exists(),
+        "netns left behind"
+    );
+    assert!(
+        !PathBuf::from("/run/k1s/pods").join(&uid).exists(),
+        "shim dir left behind"
+    );
+    assert!(!log.exists(), "logs left behind");
+}
+
+#[test]
+fn restart_policies_back_off_and_terminal_phases() {
+    let _g = serial();
+    let n = Node::start("pods-2", "10.202.0.0/16");
+    let s = &n.server;
+    let pod = |name: &str, policy: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: pods-2\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sh\", \"-c\", \"{script}\"]\n"
+        )
+    };
+    s.k_in(
+        &["apply", "-f", "-"],
+        &pod("crasher", "Always", "echo try; exit 3"),
+    );
+    s.k_in(&["apply", "-f", "-"], &pod("done", "Never", "echo ok"));
+    s.k_in(&["apply", "-f", "-"], &pod("fails", "Never", "exit 7"));
+    s.k_in(&["apply", "-f", "-"], &pod("retry", "OnFailure", "exit 1"));
+
+    n.wait_phase("done", "Succeeded");
+    assert_eq!(
+        n.jsonpath(
+            "done",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "0"
+    );
+    assert_eq!(
+        n.jsonpath("done", "{.status.conditions[?(@.type==\"Ready\")].reason}"),
+        "PodCompleted"
+    );
+    n.wait_phase("fails", "Failed");
+    assert_eq!(
+        n.jsonpath(
+            "fails",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "7"
+    );
+    assert_eq!(
+        n.jsonpath(
+            "fails",
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "Error"
+    );
+
+    // The first restart is immediate, the next after a 10 s back-off.
+    n.wait("crasher to crash-loop", 60, |_| {
+        n.jsonpath(
+            "crasher",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "CrashLoopBackOff"
+    });
+    assert!(
+        n.jsonpath("crasher", "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        n.jsonpath(
+            "crasher",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "3"
+    );
+    assert_eq!(n.jsonpath("crasher", "{.status.phase}"), "Running");
+    let table = s.k(&["get", "pod", "crasher"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    n.wait("retry to restart", 60, |_| {
+        n.jsonpath("retry", "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
+    });
+}
+
+#[test]
+fn image_errors_are_reported_and_backed_off() {
+    let _g = serial();
+    let n = Node::start("pods-3", "10.203.0.0/16");
+    let s = &n.server;
+    s.k(&[
+        "run",
+        "missing",
+        "--image=nosuch/image:1",
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"nodeName":"pods-3"}}"#,
+    ]);
+    n.wait("ErrImagePull or ImagePullBackOff", 60, |_| {
+        let r = n.jsonpath(
+            "missing",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        );
+        r == "ErrImagePull" || r == "ImagePullBackOff"
+    });
+    let msg = n.jsonpath(
+        "missing",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        msg.contains("MANIFEST_UNKNOWN") || msg.contains("NAME_UNKNOWN") || msg.contains("404"),
+        "{msg}"
+    );
+    n.wait("ImagePullBackOff", 60, |_| {
+        n.jsonpath(
+            "missing",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "ImagePullBackOff"
+    });
+    assert_eq!(n.jsonpath("missing", "{.status.phase}"), "Pending");
+
+    s.k(&[
+        "run",
+        "never",
+        "--image=busybox:absent",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"nodeName":"pods-3"}}"#,
+    ]);
+    n.wait("ErrImageNeverPull", 60, |_| {
+        n.jsonpath(
+            "never",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "ErrImageNeverPull"
+    });
+}
+
+#[test]
+fn containers_outlive_a_kill_9_of_k1s_and_host_ports_work() {
+    let _g = serial();
+    let mut n = Node::start("pods-4", "10.204.0.0/16");
+    n.server.k_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec:
+  nodeName: pods-4
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: httpd
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{containerPort: 8080, hostPort: 18080}]
+"#,
+    );
+    n.wait_phase("server", "Running");
+    let id = n.jsonpath("server", "{.status.containerStatuses[0].containerID}");
+    let node_ip = n
+        .server
+        .kubectl(&[
+            "get",
+            "node",
+            "pods-4",
+            "-o",
+            "jsonpath={.status.addresses[0].address}",
+        ])
+        .1;
+    let fetch = |addr: &str| {
+        std::process::Command::new("curl")
+            .args(["-s", "--max-time", "3", &format!("http://{addr}/")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let pod_ip = n.jsonpath("server", "{.status.podIP}");
+    n.wait("the pod to serve on its IP", 30, |_| {
+        fetch(&format!("{pod_ip}:8080")).contains("served-by-pod")
+    });
+    n.wait("the hostPort to serve", 30, |_| {
+        fetch(&format!("{node_ip}:18080")).contains("served-by-pod")
+    });
+
+    n.server.kill9();
+    assert!(
+        fetch(&format!("{pod_ip}:8080")).contains("served-by-pod"),
+        "the container died with k1s"
+    );
+    n.server.spawn();
+    n.wait_phase("server", "Running");
+    assert_eq!(
+        n.jsonpath("server", "{.status.containerStatuses[0].containerID}"),
+        id
+    );
+    assert_eq!(
+        n.jsonpath("server", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert!(fetch(&format!("{pod_ip}:8080")).contains("served-by-pod"));
+    n.server.k(&["delete", "pod", "server"]);
+    assert!(
+        !fetch(&format!("{node_ip}:18080")).contains("served-by-pod"),
+        "hostPort still open"
+    );
+}
