@@ -117,6 +117,9 @@ pub struct NodeArgs {
         default_value = "/etc/k1s/registries.yaml"
     )]
     pub private_registry: PathBuf,
+    /// Port of the node agent's HTTPS server (container logs), 0 for any free port
+    #[arg(long, env = "K1S_KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
     /// Where the CNI plugins are (default: /usr/lib/cni, then /opt/cni/bin)
     #[arg(long = "cni-bin-dir", env = "K1S_CNI_BIN_DIR", value_delimiter = ',')]
     pub cni_bin_dirs: Vec<PathBuf>,

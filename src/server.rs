@@ -142,8 +142,15 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     api.set_ready();
+    let (cert, key) = pki
+        .issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"], 365)
+        .context("issuing the node client certificate")?;
+    api.set_node_client(
+        pki.client_config(&cert, &key)
+            .context("node client tls configuration")?,
+    );
     if !args.disable_agent {
-        start_agent(args, &client, &mut tasks, &cancel).await?;
+        start_agent(args, &pki, &client, &mut tasks, &cancel).await?;
     }
 
     let kubeconfig = pki.admin_kubeconfig(&format!("https://127.0.0.1:{}", addr.port()));
@@ -170,13 +177,14 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
 /// The node agent of this server: a node labelled as the control plane.
 async fn start_agent(
     args: &ServerArgs,
+    pki: &Pki,
     client: &kube::Client,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     use crate::kubelet::node::{default_node_name, Machine, NodeConfig};
     let machine = Machine::probe(&args.data_dir);
-    let node = NodeConfig {
+    let mut node = NodeConfig {
         name: args
             .node
             .node_name
@@ -191,6 +199,34 @@ async fn start_agent(
         labels: args.node.node_labels.clone(),
         taints: args.node.node_taints.clone(),
         control_plane: true,
+        kubelet_port: 0,
+    };
+    // On every address, as upstream's kubelet: the API server reaches it on the node's IP.
+    let any: IpAddr = if node.ip.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    let listener = TcpListener::bind((any, args.node.kubelet_port))
+        .await
+        .with_context(|| format!("binding the node agent's port {}", args.node.kubelet_port))?;
+    node.kubelet_port = listener.local_addr()?.port();
+    let mut names = vec![
+        node.name.clone(),
+        machine.hostname.clone(),
+        node.ip.to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    names.dedup();
+    let (cert, key) = pki
+        .issue_serving_cert(&node.name, &names, 365)
+        .context("issuing the node agent's serving certificate")?;
+    let server = crate::kubelet::NodeServer {
+        listener,
+        tls: pki
+            .node_server_config(&cert, &key)
+            .context("node agent tls configuration")?,
     };
     let cfg = crate::kubelet::AgentConfig {
         node,
@@ -207,7 +243,7 @@ async fn start_agent(
         shim_exe: std::env::current_exe().context("finding the k1s binary for the shim")?,
     };
     let name = cfg.node.name.clone();
-    crate::kubelet::start(client.clone(), cfg, machine, tasks, cancel.clone())
+    crate::kubelet::start(client.clone(), cfg, machine, server, tasks, cancel.clone())
         .await
         .with_context(|| format!("registering node {name}"))
 }

@@ -56,7 +56,7 @@ fn config_file_and_environment_apply() {
         "tls-san: [k1s.example.test]\nwrite-kubeconfig-mode: \"0640\"\n",
     )
     .unwrap();
-    let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()]);
+    let s = TestServer::start_with(&["--config", cfg.to_str().unwrap(), "--disable-agent"]);
     let mode = std::fs::metadata(&s.kubeconfig)
         .unwrap()
         .permissions()

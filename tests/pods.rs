@@ -43,6 +43,8 @@ impl Node {
             cidr,
             "--private-registry",
             regfile.to_str().unwrap(),
+            "--kubelet-port",
+            "0",
         ]);
         let node = Node {
             server,
@@ -181,7 +183,7 @@ spec:
   initContainers:
   - name: prepare
     image: busybox
-    command: ["sh", "-c", "echo prepared > /work/ready"]
+    command: ["sh", "-c", "echo prepared > /work/ready; echo init-done"]
     volumeMounts: [{name: scratch, mountPath: /work}]
   containers:
   - name: main
@@ -248,6 +250,31 @@ spec:
     assert!(text.contains(" stdout F from-a-volume"), "{text}");
     assert!(text.contains(" stdout F prepared"), "{text}");
     assert!(text.contains(" stdout F 1000"), "{text}");
+
+    // kubectl logs goes through the API server to the node agent.
+    let logs = s.k(&["logs", "web"]);
+    assert!(logs.contains("hello from web mode=fast"), "{logs}");
+    let tail = s.k(&["logs", "web", "--tail=1"]);
+    assert_eq!(tail.trim(), "1000");
+    let init = s.k(&["logs", "web", "-c", "prepare"]);
+    assert_eq!(init.trim(), "init-done");
+    let ts = s.k(&["logs", "web", "--timestamps", "--tail=1"]);
+    assert!(
+        ts.starts_with("20") && ts.trim_end().ends_with(" 1000"),
+        "{ts}"
+    );
+    let (ok, _, err) = s.kubectl(&["logs", "web", "-c", "nope"]);
+    assert!(
+        !ok && err.contains("container nope is not valid for pod web"),
+        "{err}"
+    );
+    // -f streams until the container ends: run it with a short timeout.
+    let follow = std::process::Command::new("timeout")
+        .args(["3", "kubectl", "logs", "-f", "web"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&follow.stdout).contains("hello from web"));
 
     // The pod is reachable from the host over the pod network.
     let out = std::process::Command::new("busybox")

@@ -18,6 +18,7 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, String, String, Vec
             vec!["get", "patch", "update"],
         ),
         "binding" => (String::new(), "v1".into(), "Binding".into(), vec!["create"]),
+        "log" => (String::new(), "v1".into(), "Pod".into(), vec!["get"]),
         "eviction" => (
             "policy".into(),
             "v1".into(),

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod discovery;
 mod handlers;
+mod nodeproxy;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
@@ -44,6 +45,8 @@ pub struct ApiServer {
     /// host:port clients reach the API on (for /api serverAddressByClientCIDRs)
     server_address: String,
     ready: AtomicBool,
+    /// TLS client for node agents (pods/log); set by the server once its PKI is loaded.
+    node_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiServer {
@@ -73,6 +76,7 @@ impl ApiServer {
             authorizer,
             server_address,
             ready: AtomicBool::new(false),
+            node_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -83,6 +87,11 @@ impl ApiServer {
     /// `/readyz` answers ok from now on.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// The TLS client configuration for calls to node agents (`pods/log`).
+    pub fn set_node_client(&self, tls: Arc<rustls::ClientConfig>) {
+        let _ = self.node_client.set(tls);
     }
 
     /// Serve one request. `user` is None for an unauthenticated client.

@@ -181,6 +181,9 @@ pub(super) async fn handle(
                 Format::Json,
             ))
         }
+        ("log", "get") => {
+            super::nodeproxy::pod_logs(srv, ns.unwrap_or("default"), name, query).await
+        }
         ("finalize", "update") => {
             let b = parse_body(headers, &body)?;
             let obj = srv

@@ -7,8 +7,10 @@ pub mod container;
 pub mod env;
 pub mod etc;
 pub mod lease;
+pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -47,6 +49,12 @@ pub struct AgentConfig {
     pub shim_exe: PathBuf,
 }
 
+/// The agent's HTTPS server, bound before the node registers so its port is known.
+pub struct NodeServer {
+    pub listener: tokio::net::TcpListener,
+    pub tls: std::sync::Arc<rustls::ServerConfig>,
+}
+
 /// The machinery every pod worker shares.
 pub struct Runtime {
     pub client: kube::Client,
@@ -69,9 +77,17 @@ pub async fn start(
     client: kube::Client,
     cfg: AgentConfig,
     machine: Machine,
+    server: NodeServer,
     tasks: &mut JoinSet<()>,
     cancel: CancellationToken,
 ) -> Result<(), kube::Error> {
+    tasks.spawn(server::serve(
+        server.listener,
+        server.tls,
+        client.clone(),
+        cfg.log_dir.clone(),
+        cancel.clone(),
+    ));
     let readiness = Readiness::not_ready("waiting for the node's pod CIDR");
     let node = node::register(&client, &cfg.node, &machine, &readiness).await?;
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(readiness.clone());

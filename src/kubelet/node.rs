@@ -17,8 +17,6 @@ use std::path::Path;
 
 /// The most pods a node runs, as upstream's default `maxPods`.
 pub const MAX_PODS: u32 = 110;
-/// The port the agent's streaming server listens on (upstream kubelet's).
-pub const KUBELET_PORT: i32 = 10250;
 /// The kubelet version a node reports: the Kubernetes version k1s serves, as k3s does.
 pub const KUBELET_VERSION: &str = concat!("v1.33.0+k1s-", env!("CARGO_PKG_VERSION"));
 
@@ -31,6 +29,8 @@ pub struct NodeConfig {
     pub taints: Vec<NodeTaint>,
     /// A server node: labelled `node-role.kubernetes.io/control-plane`.
     pub control_plane: bool,
+    /// The port the agent's HTTPS server listens on (logs), reported in the Node.
+    pub kubelet_port: u16,
 }
 
 /// Facts about the machine, read once at start.
@@ -236,7 +236,9 @@ pub fn status(cfg: &NodeConfig, m: &Machine, readiness: &Readiness) -> NodeStatu
             ),
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(cfg.kubelet_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: crate::arch().into(),
@@ -343,6 +345,7 @@ mod tests {
                 effect: "NoSchedule".into(),
             }],
             control_plane: true,
+            kubelet_port: 10250,
         }
     }
 

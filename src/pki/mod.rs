@@ -153,6 +153,36 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Issue a serving certificate for a node agent's HTTPS server, named by `names`
+    /// (hostnames and IPs). Returns `(cert_pem, key_pem)`; nothing is written.
+    pub fn issue_serving_cert(
+        &self,
+        common_name: &str,
+        names: &[String],
+        validity_days: u32,
+    ) -> Result<(String, String), PkiError> {
+        let mut sans: Vec<SanEntry> = Vec::new();
+        for n in names {
+            let e = SanEntry::parse(n)?;
+            if !sans.contains(&e) {
+                sans.push(e);
+            }
+        }
+        let pair = issue::issue_leaf(
+            &self.ca,
+            &LeafSpec {
+                common_name,
+                organizations: &[],
+                usage: Usage::Server(&sans),
+                validity: Duration::from_secs(u64::from(validity_days) * 86_400),
+            },
+            now_unix(),
+        )?;
+        Ok((pair.cert_pem, pair.key_pem))
+    }
+}
+
 fn now_unix() -> u64 {
     // A clock before 1970 is a broken clock; treat it as the epoch rather
     // than failing to start.

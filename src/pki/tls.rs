@@ -93,6 +93,52 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Server configuration for a node agent: presents `cert_pem`, and requires a client
+    /// certificate signed by the cluster CA (the API server's kubelet client).
+    pub fn node_server_config(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Arc<ServerConfig>, PkiError> {
+        const WHAT: &str = "node server config";
+        let provider = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            roots(&self.ca.cert_der)?,
+            provider.clone(),
+        )
+        .build()?;
+        let (cert, key) = cert_and_key(cert_pem, key_pem, WHAT)?;
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|source| PkiError::Tls { what: WHAT, source })?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![cert], key)
+            .map_err(|source| PkiError::Tls { what: WHAT, source })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Client configuration trusting the cluster CA and presenting `cert_pem` (the API
+    /// server's certificate for talking to node agents).
+    pub fn client_config(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Arc<ClientConfig>, PkiError> {
+        const WHAT: &str = "client config";
+        let (cert, key) = cert_and_key(cert_pem, key_pem, WHAT)?;
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|source| PkiError::Tls { what: WHAT, source })?
+            .with_root_certificates(roots(&self.ca.cert_der)?)
+            .with_client_auth_cert(vec![cert], key)
+            .map_err(|source| PkiError::Tls { what: WHAT, source })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
 /// Check with webpki that `leaf` chains to the CA, is currently valid and is
 /// usable as a TLS server certificate for 127.0.0.1 (always among the
 /// serving certificate's names). Returns the reason on failure.
