@@ -505,3 +505,73 @@ spec:
         "hostPort still open"
     );
 }
+
+#[test]
+fn probes_termination_messages_and_live_config_updates() {
+    let _g = serial();
+    let n = Node::start("pods-5", "10.205.0.0/16");
+    let s = &n.server;
+    s.k(&["create", "configmap", "live", "--from-literal=value=one"]);
+    s.k_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  nodeName: pods-5
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: live, configMap: {name: live}}]
+  containers:
+  - name: web
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && (sleep 3; echo ok > /www/ready.html) & exec httpd -f -p 8080 -h /www"]
+    readinessProbe: {httpGet: {path: /ready.html, port: 8080}, periodSeconds: 1}
+  - name: dead
+    image: busybox
+    command: ["sh", "-c", "while true; do cat /live/value; echo; sleep 1; done"]
+    volumeMounts: [{name: live, mountPath: /live}]
+    livenessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: farewell}
+spec:
+  nodeName: pods-5
+  restartPolicy: Never
+  containers:
+  - name: a
+    image: busybox
+    command: ["sh", "-c", "echo bye > /dev/termination-log; exit 2"]
+  - name: b
+    image: busybox
+    command: ["sh", "-c", "echo last words; exit 1"]
+    terminationMessagePolicy: FallbackToLogsOnError
+"#,
+    );
+    n.wait_phase("probed", "Running");
+    let ready = |c: usize| n.jsonpath("probed", &format!("{{.status.containerStatuses[{c}].ready}}"));
+    // Not ready until the readiness page exists.
+    let web_not_ready_first = ready(0) == "false";
+    n.wait("readiness to pass", 30, |_| ready(0) == "true");
+    assert!(web_not_ready_first, "web was ready before its probe passed");
+    // The liveness probe of `dead` fails and the container is restarted.
+    n.wait("a liveness restart", 60, |_| {
+        n.jsonpath("probed", "{.status.containerStatuses[1].restartCount}").parse::<u32>().unwrap_or(0) >= 1
+    });
+    let events = s.k(&["get", "events", "--field-selector", "involvedObject.name=probed"]);
+    assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
+    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+    assert!(events.contains("Started"), "{events}");
+
+    // A ConfigMap change reaches the mounted file in place.
+    s.k(&["patch", "configmap", "live", "-p", r#"{"data":{"value":"two"}}"#]);
+    n.wait("the updated ConfigMap in the volume", 60, |s| {
+        s.kubectl(&["logs", "probed", "-c", "dead", "--tail=1"]).1.trim() == "two"
+    });
+
+    n.wait_phase("farewell", "Failed");
+    let msg = |c: usize| n.jsonpath("farewell", &format!("{{.status.containerStatuses[{c}].state.terminated.message}}"));
+    assert_eq!(msg(0).trim(), "bye");
+    assert_eq!(msg(1).trim(), "last words");
+}
