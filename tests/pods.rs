@@ -550,28 +550,61 @@ spec:
 "#,
     );
     n.wait_phase("probed", "Running");
-    let ready = |c: usize| n.jsonpath("probed", &format!("{{.status.containerStatuses[{c}].ready}}"));
+    let ready = |c: usize| {
+        n.jsonpath(
+            "probed",
+            &format!("{{.status.containerStatuses[{c}].ready}}"),
+        )
+    };
     // Not ready until the readiness page exists.
     let web_not_ready_first = ready(0) == "false";
     n.wait("readiness to pass", 30, |_| ready(0) == "true");
     assert!(web_not_ready_first, "web was ready before its probe passed");
     // The liveness probe of `dead` fails and the container is restarted.
     n.wait("a liveness restart", 60, |_| {
-        n.jsonpath("probed", "{.status.containerStatuses[1].restartCount}").parse::<u32>().unwrap_or(0) >= 1
+        n.jsonpath("probed", "{.status.containerStatuses[1].restartCount}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
     });
-    let events = s.k(&["get", "events", "--field-selector", "involvedObject.name=probed"]);
-    assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
-    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+    let events = s.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("Liveness probe failed"),
+        "{events}"
+    );
+    assert!(
+        events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
     assert!(events.contains("Started"), "{events}");
 
     // A ConfigMap change reaches the mounted file in place.
-    s.k(&["patch", "configmap", "live", "-p", r#"{"data":{"value":"two"}}"#]);
+    s.k(&[
+        "patch",
+        "configmap",
+        "live",
+        "-p",
+        r#"{"data":{"value":"two"}}"#,
+    ]);
     n.wait("the updated ConfigMap in the volume", 60, |s| {
-        s.kubectl(&["logs", "probed", "-c", "dead", "--tail=1"]).1.trim() == "two"
+        s.kubectl(&["logs", "probed", "-c", "dead", "--tail=1"])
+            .1
+            .trim()
+            == "two"
     });
 
     n.wait_phase("farewell", "Failed");
-    let msg = |c: usize| n.jsonpath("farewell", &format!("{{.status.containerStatuses[{c}].state.terminated.message}}"));
+    let msg = |c: usize| {
+        n.jsonpath(
+            "farewell",
+            &format!("{{.status.containerStatuses[{c}].state.terminated.message}}"),
+        )
+    };
     assert_eq!(msg(0).trim(), "bye");
     assert_eq!(msg(1).trim(), "last words");
 }

@@ -31,6 +31,9 @@ impl Kind {
     }
 }
 
+/// The future of an exec probe: Ok(exit code).
+pub type ExecFuture = Pin<Box<dyn Future<Output = Result<i32, String>> + Send>>;
+
 /// Runs an exec probe's command in the container; Ok(exit code).
 pub type ExecFn<'a> = &'a mut (dyn FnMut(
     Vec<String>,
@@ -439,9 +442,7 @@ mod tests {
         .unwrap()
     }
 
-    fn no_exec(
-    ) -> impl FnMut(Vec<String>, Duration) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send>>
-           + Send {
+    fn no_exec() -> impl FnMut(Vec<String>, Duration) -> ExecFuture + Send {
         |_, _| Box::pin(async { Err("no exec".to_string()) })
     }
 

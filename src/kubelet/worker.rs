@@ -674,7 +674,7 @@ impl Worker {
             let start = (start..=tail.len())
                 .find(|i| tail.is_char_boundary(*i))
                 .unwrap_or(0);
-            msg = tail[start..].as_bytes().to_vec();
+            msg = tail.as_bytes()[start..].to_vec();
         }
         (!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned())
     }
