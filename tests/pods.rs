@@ -25,6 +25,10 @@ struct Node {
 
 impl Node {
     fn start(name: &str, cidr: &str) -> Node {
+        Self::start_with(name, cidr, &[])
+    }
+
+    fn start_with(name: &str, cidr: &str, extra: &[&str]) -> Node {
         let registry = Registry::start(None).expect("registry");
         registry
             .push("busybox", "library/busybox:latest")
@@ -36,7 +40,7 @@ impl Node {
             image_support::mirror_yaml("docker.io", &registry.addr()),
         )
         .unwrap();
-        let server = TestServer::start_with(&[
+        let mut args = vec![
             "--node-name",
             name,
             "--cluster-cidr",
@@ -45,7 +49,9 @@ impl Node {
             regfile.to_str().unwrap(),
             "--kubelet-port",
             "0",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let server = TestServer::start_with(&args);
         let node = Node {
             server,
             _registry: registry,
@@ -607,4 +613,78 @@ spec:
     };
     assert_eq!(msg(0).trim(), "bye");
     assert_eq!(msg(1).trim(), "last words");
+}
+
+#[test]
+fn a_failing_cni_plugin_is_reported_and_leaves_nothing_behind() {
+    let _g = serial();
+    // Debian's plugins, except a bridge that refuses every ADD.
+    let bin = tempfile::tempdir().unwrap();
+    for p in ["host-local", "portmap", "loopback"] {
+        std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), bin.path().join(p)).unwrap();
+    }
+    let bridge = bin.path().join("bridge");
+    std::fs::write(
+        &bridge,
+        "#!/bin/sh\ncase \"$CNI_COMMAND\" in\nVERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}' ;;\nADD) echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"no bridge today\"}'; exit 1 ;;\n*) exit 0 ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bridge, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let n = Node::start_with(
+        "pods-6",
+        "10.206.0.0/16",
+        &["--cni-bin-dir", bin.path().to_str().unwrap()],
+    );
+    let s = &n.server;
+    s.k(&[
+        "run",
+        "stuck",
+        "--image=busybox",
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"nodeName":"pods-6"}}"#,
+        "--",
+        "sleep",
+        "100",
+    ]);
+    n.wait("the sandbox failure event", 30, |s| {
+        s.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=stuck",
+        ])
+        .1
+        .contains("no bridge today")
+    });
+    let events = s.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=stuck",
+    ]);
+    assert!(events.contains("FailedCreatePodSandBox"), "{events}");
+    assert_eq!(n.jsonpath("stuck", "{.status.phase}"), "Pending");
+    assert_eq!(
+        n.jsonpath(
+            "stuck",
+            "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
+        ),
+        "False"
+    );
+    let uid = n.jsonpath("stuck", "{.metadata.uid}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !PathBuf::from("/run/k1s/netns").join(&uid).exists(),
+        "a network namespace leaked"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains("k1s0"),
+        "the bridge exists although no pod got a network: {links}"
+    );
 }

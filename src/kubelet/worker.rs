@@ -82,6 +82,8 @@ pub struct Worker {
     probe_ready: HashMap<String, bool>,
     /// When the ConfigMap, Secret and downward API volumes were last brought up to date.
     volumes_refreshed: Option<Instant>,
+    /// The last sandbox error reported, so each is reported once.
+    sandbox_error: Option<String>,
 }
 
 impl Worker {
@@ -96,6 +98,7 @@ impl Worker {
             prober: Prober::default(),
             probe_ready: HashMap::new(),
             volumes_refreshed: None,
+            sandbox_error: None,
         }
     }
 
@@ -149,7 +152,10 @@ impl Worker {
     async fn run(&mut self, pod: &Pod) -> Result<Duration, String> {
         let spec = pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network == Some(true);
-        self.ensure_network(pod, host_network).await?;
+        if let Err(e) = self.ensure_network(pod, host_network).await {
+            self.sandbox_failed(pod, &e).await;
+            return Err(e);
+        }
         self.ensure_shim().await?;
         let states = self.shim_state().await?;
 
@@ -244,7 +250,13 @@ impl Worker {
         // Observe again after acting, so the status shows what was just started.
         let states = self.shim_state().await?;
         let view = self.view(pod, &states, terminal, host_network);
-        let new = status::compute(pod, &view);
+        self.report(pod, &view).await?;
+        Ok(next)
+    }
+
+    /// Write the pod's status when it differs from what the API has.
+    async fn report(&self, pod: &Pod, view: &PodView) -> Result<(), String> {
+        let new = status::compute(pod, view);
         let changed = pod
             .status
             .as_ref()
@@ -263,7 +275,38 @@ impl Worker {
             .await
             .map_err(|e| format!("updating status: {e}"))?;
         }
-        Ok(next)
+        Ok(())
+    }
+
+    /// The sandbox could not be made: say so once per distinct error (FailedCreatePodSandBox,
+    /// as upstream), leave nothing half made, and show the pod as still creating.
+    async fn sandbox_failed(&mut self, pod: &Pod, error: &str) {
+        if self.sandbox_error.as_deref() != Some(error) {
+            self.sandbox_error = Some(error.to_string());
+            let node = self.rt.node_name.clone();
+            let msg = format!("Failed to create pod sandbox: {error}");
+            events::record(
+                &self.rt.client,
+                &node,
+                pod,
+                None,
+                true,
+                "FailedCreatePodSandBox",
+                &msg,
+            )
+            .await;
+        }
+        let net = PodNet::new(self.uid.clone(), self.netns_path());
+        let _ = self.rt.network.teardown(&net).await;
+        let p = self.netns_path();
+        let _ = tokio::task::spawn_blocking(move || netns::remove(&p)).await;
+        self.pod_ips.clear();
+        let view = PodView {
+            sandbox_ready: false,
+            host_ip: Some(self.rt.node_ip),
+            ..Default::default()
+        };
+        let _ = self.report(pod, &view).await;
     }
 
     fn view(
@@ -402,12 +445,14 @@ impl Worker {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let began = Instant::now();
         let path = self.netns_path();
         let p = path.clone();
         tokio::task::spawn_blocking(move || netns::create(&p))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("creating the network namespace: {e}"))?;
+        let netns_done = Instant::now();
         let net = self.pod_net(pod);
         let status = self
             .rt
@@ -415,6 +460,12 @@ impl Worker {
             .setup(&net)
             .await
             .map_err(|e| format!("setting up the pod network: {e}"))?;
+        tracing::info!(
+            pod = %pod_key(pod),
+            netns_ms = (netns_done - began).as_secs_f64() * 1e3,
+            cni_ms = netns_done.elapsed().as_secs_f64() * 1e3,
+            "pod sandbox ready"
+        );
         self.pod_ips = status.ips.clone();
         self.write_etc(pod, status.ips.first().copied(), false)?;
         Ok(())
@@ -544,6 +595,7 @@ impl Worker {
         restart: u32,
         host_network: bool,
     ) -> Result<(), Waiting> {
+        let began = Instant::now();
         let image = self.pull(pod, c).await?;
         let config_err = |message: String| Waiting {
             reason: "CreateContainerConfigError",
@@ -621,13 +673,23 @@ impl Worker {
             .shim
             .as_mut()
             .ok_or_else(|| create_err("no shim".into()))?;
+        let created = Instant::now();
         shim.create(&spec, &log_path, None)
             .await
             .map_err(|e| create_err(e.to_string()))?;
+        let started = Instant::now();
         shim.start(&id).await.map_err(|e| Waiting {
             reason: "RunContainerError",
             message: e.to_string(),
         })?;
+        tracing::info!(
+            pod = %pod_key(pod),
+            container = %c.name,
+            prepare_ms = (created - began).as_secs_f64() * 1e3,
+            create_ms = (started - created).as_secs_f64() * 1e3,
+            start_ms = started.elapsed().as_secs_f64() * 1e3,
+            "container started"
+        );
         let node = self.rt.node_name.clone();
         events::record(
             &self.rt.client,
