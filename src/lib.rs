@@ -8,6 +8,7 @@ pub mod config;
 pub mod controllers;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 
