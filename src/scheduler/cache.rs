@@ -146,6 +146,9 @@ pub struct Cache {
     /// Placed pods with required anti-affinity: the only existing pods a newcomer must
     /// be checked against, kept apart so that check does not scan every pod.
     pub with_anti_affinity: HashMap<String, Arc<PodInfo>>,
+    /// Pending pods nominated to a node by preemption: pods of lower or equal priority
+    /// must leave them the room the victims free.
+    nominated: HashMap<String, (String, Arc<PodInfo>)>,
 }
 
 impl Cache {
@@ -179,6 +182,7 @@ impl Cache {
         let key = info.key.clone();
         let known = self.placed.get(&key).is_some_and(|n| n == node);
         self.remove(&key);
+        self.nominated.remove(&key);
         if assumed {
             self.assumed.insert(key.clone());
         }
@@ -199,6 +203,7 @@ impl Cache {
     /// Forgets a pod; returns whether it was placed on a node.
     pub fn remove(&mut self, key: &str) -> bool {
         self.assumed.remove(key);
+        self.nominated.remove(key);
         self.with_anti_affinity.remove(key);
         let Some(node) = self.placed.remove(key) else {
             return false;
@@ -210,6 +215,31 @@ impl Cache {
             }
         }
         true
+    }
+
+    pub fn nominate(&mut self, info: Arc<PodInfo>, node: &str) {
+        self.nominated
+            .insert(info.key.clone(), (node.to_string(), info));
+    }
+
+    pub fn unnominate(&mut self, key: &str) {
+        self.nominated.remove(key);
+    }
+
+    /// The node as `pod` must see it: with the pods nominated there that are at least as
+    /// important counted as if already placed.
+    pub fn with_nominated<'a>(
+        &self,
+        pod: &PodInfo,
+        info: &'a NodeInfo,
+    ) -> std::borrow::Cow<'a, NodeInfo> {
+        let mut view = std::borrow::Cow::Borrowed(info);
+        for (key, (node, p)) in &self.nominated {
+            if node == &info.name && key != &pod.key && p.priority >= pod.priority {
+                view.to_mut().add_pod(p.clone());
+            }
+        }
+        view
     }
 
     pub fn is_assumed(&self, key: &str) -> bool {

@@ -43,7 +43,8 @@ pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
     };
     let mut feasible = Vec::new();
     for info in &nodes {
-        match filter_node(pod, info, &inter) {
+        let view = cache.with_nominated(pod, info);
+        match filter_node(pod, &view, &inter) {
             Ok(()) => feasible.push(*info),
             Err(r) => {
                 for reason in r.reasons {

@@ -62,11 +62,23 @@ impl Shared {
         }
         if pod.metadata.deletion_timestamp.is_some() || !ours(&pod) {
             self.queue.delete(&key);
+            self.cache().unnominate(&key);
             return;
         }
-        if self.cache().node_of(&key).is_none() {
-            self.queue.add_or_update(&key, pod);
+        let mut cache = self.cache();
+        if cache.node_of(&key).is_some() {
+            return;
         }
+        let nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone());
+        match nominated.filter(|n| !n.is_empty()) {
+            Some(node) => cache.nominate(Arc::new(PodInfo::new(pod.clone())), &node),
+            None => cache.unnominate(&key),
+        }
+        drop(cache);
+        self.queue.add_or_update(&key, pod);
     }
 
     fn delete_pod(&self, key: &str) {

@@ -99,11 +99,13 @@ fn waiting_on_victims(pod: &PodInfo, cache: &Cache) -> Option<String> {
 /// nominated node.
 pub fn try_preempt(shared: &Arc<Shared>, pod: &PodInfo, diag: &Diagnosis) -> Option<String> {
     let plan = {
-        let cache = shared.cache();
+        let mut cache = shared.cache();
         if let Some(node) = waiting_on_victims(pod, &cache) {
             return Some(node);
         }
-        plan(pod, &cache, diag)?
+        let plan = plan(pod, &cache, diag)?;
+        cache.nominate(Arc::new(pod.clone()), &plan.node);
+        plan
     };
     let preemptor = pod.pod.clone();
     let shared = shared.clone();

@@ -277,12 +277,6 @@ impl Queue {
         drop(g);
         self.notify.notify_one();
     }
-
-    /// How many times this pod has been tried (for tests and logs).
-    pub fn attempts(&self, key: &str) -> u32 {
-        let g = self.inner.lock().expect("queue lock");
-        g.pods.get(key).map_or(0, |q| q.attempts)
-    }
 }
 
 #[cfg(test)]
