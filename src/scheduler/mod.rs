@@ -17,6 +17,8 @@ mod queue;
 mod resources;
 mod scores;
 mod selectors;
+#[cfg(test)]
+mod testutil;
 
 use cache::{Cache, PodInfo};
 use cycle::Decision;
