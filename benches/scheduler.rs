@@ -128,12 +128,14 @@ async fn run(label: &str, store: Store, pods: usize) {
         .unwrap();
     let wall = start.elapsed();
     cancel.cancel();
-    let created = created.lock().unwrap();
-    let bound = bound.lock().unwrap();
-    let mut lat: Vec<Duration> = created
-        .iter()
-        .map(|(n, t)| bound[n].saturating_duration_since(*t))
-        .collect();
+    let mut lat: Vec<Duration> = {
+        let created = created.lock().unwrap();
+        let bound = bound.lock().unwrap();
+        created
+            .iter()
+            .map(|(n, t)| bound[n].saturating_duration_since(*t))
+            .collect()
+    };
     lat.sort();
     let mut per_node: HashMap<String, usize> = HashMap::new();
     for p in api.list(&Default::default()).await.unwrap() {

@@ -141,11 +141,10 @@ async fn failed_scheduling(client: &kube::Client, name: &str) -> String {
         events
             .items
             .into_iter()
-            .filter(|e| {
+            .rfind(|e| {
                 e.involved_object.name.as_deref() == Some(name)
                     && e.reason.as_deref() == Some("FailedScheduling")
             })
-            .next_back()
             .and_then(|e| {
                 assert_eq!(e.type_.as_deref(), Some("Warning"));
                 assert_eq!(

@@ -1,3 +1,5 @@
+//! Unit tests of the node-local filters: a pod and a node in, a verdict out.
+
 use super::*;
 use crate::scheduler::testutil::{info, node, pod, sized};
 use serde_json::json;

@@ -1,3 +1,5 @@
+//! Unit tests of inter-pod affinity, anti-affinity and topology spread over small caches.
+
 use super::*;
 use crate::scheduler::testutil::{cache, node, pod};
 use serde_json::{json, Value};

@@ -126,7 +126,3 @@ pub fn try_preempt(shared: &Arc<Shared>, pod: &PodInfo, diag: &Diagnosis) -> Opt
     });
     Some(node)
 }
-
-#[cfg(test)]
-#[path = "preempt_tests.rs"]
-mod tests;

@@ -1,3 +1,6 @@
+//! Unit tests of the scheduling queue: order, back-off, unschedulable pods and moves.
+//! They wait on the real clock (a few seconds in all).
+
 use super::*;
 use crate::scheduler::testutil::pod_obj;
 use serde_json::json;

@@ -1,3 +1,5 @@
+//! Unit tests of each score and of their weighted sum.
+
 use super::*;
 use crate::scheduler::testutil::{info, node, pod, sized};
 use serde_json::json;
@@ -85,4 +87,29 @@ fn weighted_sum_prefers_untainted_empty_nodes() {
     ];
     let s = score(&p, &[&tainted, &clean], &InterPod::default(), &all);
     assert_eq!(s[1] - s[0], 300, "taint toleration weighs 3 x 100");
+}
+
+#[test]
+fn preferred_inter_pod_affinity_is_normalised_across_nodes() {
+    use crate::scheduler::testutil::cache;
+    let zone = |n: &str, z: &str| node(n, json!({"metadata": {"labels": {"zone": z}}}));
+    let db = pod(
+        "db",
+        json!({"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+        {"name": "c", "image": "x", "resources": {"requests": {"cpu": "0", "memory": "0"}}}]}}),
+    );
+    let c = cache(vec![zone("a", "a"), zone("b", "b")], vec![("a", db)]);
+    let p = pod(
+        "web",
+        json!({"spec": {"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 5, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}
+        ]}}}}),
+    );
+    let inter = InterPod::prepare(&p, &c);
+    let (a, b) = (&c.nodes["a"], &c.nodes["b"]);
+    let all = vec![a.node.as_deref().unwrap(), b.node.as_deref().unwrap()];
+    let s = score(&p, &[a, b], &inter, &all);
+    // inter-pod affinity: 100 on a, 0 on b, weight 2; the db pod's default requests
+    // (100m, 200Mi) cost a at most a point of least-allocated and balance
+    assert!((s[0] - s[1] - 200).abs() <= 3, "{s:?}");
 }
