@@ -74,11 +74,15 @@ async fn run(label: &str, store: Store, pods: usize) {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let bound = bound.clone();
-        let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
+        let stream = watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             let mut done = Some(done_tx);
-            while let Some(Ok(p)) = stream.next().await {
+            while let Some(ev) = stream.next().await {
+                // a watch ended by the server (a burst outran it) resumes on the next poll
+                let Ok(p) = ev else { continue };
                 let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
                 if on_node {
                     let mut b = bound.lock().unwrap();
@@ -122,10 +126,30 @@ async fn run(label: &str, store: Store, pods: usize) {
         c.await.unwrap();
     }
     let created_all = start.elapsed();
-    tokio::time::timeout(Duration::from_secs(300), done_rx)
+    let progress = {
+        let (created, bound) = (created.clone(), bound.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let (c, b) = (created.lock().unwrap().len(), bound.lock().unwrap().len());
+                eprintln!("  ... {c} created, {b} bound");
+            }
+        })
+    };
+    if tokio::time::timeout(Duration::from_secs(60), done_rx)
         .await
-        .expect("all pods bound in time")
-        .unwrap();
+        .is_err()
+    {
+        let listed = api.list(&Default::default()).await.unwrap().items;
+        let unbound: Vec<_> = listed
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        let seen = bound.lock().unwrap().len();
+        panic!("not all pods bound: the watch saw {seen}, a list shows unbound {unbound:?}");
+    }
+    progress.abort();
     let wall = start.elapsed();
     cancel.cancel();
     let mut lat: Vec<Duration> = {
@@ -165,6 +189,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,10 +8,15 @@ use super::cache::{terminated, PodInfo};
 use super::{Shared, SCHEDULER_NAME};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often pending pods are listed again, so that an event lost between a watch ending
+/// and resuming cannot leave a pod pending for good (level-triggered repair).
+const RESYNC: Duration = Duration::from_secs(30);
 
 fn pod_key(pod: &Pod) -> String {
     format!(
@@ -154,6 +159,25 @@ impl Shared {
                     self.nodes_synced.notify_one();
                 }
                 Err(e) => tracing::debug!(error = %e, "scheduler node watch"),
+            }
+        }
+    }
+
+    /// Lists the pods with no node every `RESYNC` and queues any the watch did not bring.
+    pub async fn resync_pending(self: Arc<Self>) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let params = ListParams::default().fields("spec.nodeName=");
+        loop {
+            tokio::time::sleep(RESYNC).await;
+            match api.list(&params).await {
+                Ok(list) => {
+                    for pod in list.items {
+                        if !self.queue.contains(&pod_key(&pod)) {
+                            self.apply_pod(pod);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler resync"),
             }
         }
     }

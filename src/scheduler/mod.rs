@@ -24,6 +24,7 @@ use cache::{Cache, PodInfo};
 use cycle::Decision;
 use kube::Client;
 use queue::{Popped, Queue};
+use rand::SeedableRng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings in flight at once: binding is an API round trip, scheduling is not.
 const PARALLEL_BINDS: usize = 32;
+/// A binding not answered by then is abandoned and retried. Conflicts are retried too:
+/// if someone else bound the pod meanwhile, the watch takes it out of the queue.
+const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The same failure is reported again (event and condition) at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -45,6 +49,8 @@ pub enum Error {
         node: String,
         source: kube::Error,
     },
+    #[error("binding pod {pod} to node {node}: no answer")]
+    BindTimeout { pod: String, node: String },
     #[error("recording event {reason} for pod {pod}: {source}")]
     Event {
         pod: String,
@@ -95,6 +101,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
             shared.pods_synced.notified().await;
         } => {}
     }
+    tasks.spawn(shared.clone().resync_pending());
     tracing::info!("scheduler started");
     let binds = Arc::new(Semaphore::new(PARALLEL_BINDS));
     let mut rng = rand::rngs::StdRng::from_entropy();
@@ -145,12 +152,19 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     tasks.shutdown().await;
 }
 
-use rand::SeedableRng;
-
 impl Shared {
     async fn bind(&self, popped: Popped, node: String) {
         let pod = &popped.pod;
-        match binder::bind(&self.client, pod, &node).await {
+        // a binding that never answers must not hold the pod's assumed place for good
+        let result = tokio::time::timeout(BIND_TIMEOUT, binder::bind(&self.client, pod, &node))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::BindTimeout {
+                    pod: popped.key.clone(),
+                    node: node.clone(),
+                })
+            });
+        match result {
             Ok(()) => {
                 self.queue.done(&popped.key);
                 self.reported
@@ -167,8 +181,8 @@ impl Shared {
             Err(Error::Bind {
                 source: kube::Error::Api(e),
                 ..
-            }) if e.code == 404 || e.code == 409 => {
-                // deleted meanwhile, or bound by someone else: the watch will tell
+            }) if e.code == 404 => {
+                // deleted meanwhile: the watch will tell
                 self.cache().remove(&popped.key);
                 self.queue.done(&popped.key);
             }

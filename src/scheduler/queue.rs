@@ -192,6 +192,14 @@ impl Queue {
         self.inner.lock().expect("queue lock").pods.remove(key);
     }
 
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .expect("queue lock")
+            .pods
+            .contains_key(key)
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.inner
             .lock()
