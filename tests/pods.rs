@@ -179,7 +179,6 @@ metadata:
   name: web
   labels: {app: web}
 spec:
-  nodeName: pods-1
   terminationGracePeriodSeconds: 5
   volumes:
   - name: cfg
@@ -319,7 +318,7 @@ fn restart_policies_back_off_and_terminal_phases() {
     let s = &n.server;
     let pod = |name: &str, policy: &str, script: &str| {
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: pods-2\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sh\", \"-c\", \"{script}\"]\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sh\", \"-c\", \"{script}\"]\n"
         )
     };
     s.k_in(
@@ -399,8 +398,6 @@ fn image_errors_are_reported_and_backed_off() {
         "missing",
         "--image=nosuch/image:1",
         "--restart=Never",
-        "--overrides",
-        r#"{"spec":{"nodeName":"pods-3"}}"#,
     ]);
     n.wait("ErrImagePull or ImagePullBackOff", 60, |_| {
         let r = n.jsonpath(
@@ -431,8 +428,6 @@ fn image_errors_are_reported_and_backed_off() {
         "--image=busybox:absent",
         "--image-pull-policy=Never",
         "--restart=Never",
-        "--overrides",
-        r#"{"spec":{"nodeName":"pods-3"}}"#,
     ]);
     n.wait("ErrImageNeverPull", 60, |_| {
         n.jsonpath(
@@ -453,7 +448,6 @@ apiVersion: v1
 kind: Pod
 metadata: {name: server}
 spec:
-  nodeName: pods-4
   terminationGracePeriodSeconds: 2
   containers:
   - name: httpd
@@ -525,13 +519,12 @@ apiVersion: v1
 kind: Pod
 metadata: {name: probed}
 spec:
-  nodeName: pods-5
   terminationGracePeriodSeconds: 1
   volumes: [{name: live, configMap: {name: live}}]
   containers:
   - name: web
     image: busybox
-    command: ["sh", "-c", "mkdir -p /www && (sleep 3; echo ok > /www/ready.html) & exec httpd -f -p 8080 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www; (sleep 3; echo ok > /www/ready.html) & exec httpd -f -p 8080 -h /www"]
     readinessProbe: {httpGet: {path: /ready.html, port: 8080}, periodSeconds: 1}
   - name: dead
     image: busybox
@@ -543,7 +536,6 @@ apiVersion: v1
 kind: Pod
 metadata: {name: farewell}
 spec:
-  nodeName: pods-5
   restartPolicy: Never
   containers:
   - name: a
@@ -641,8 +633,6 @@ fn a_failing_cni_plugin_is_reported_and_leaves_nothing_behind() {
         "stuck",
         "--image=busybox",
         "--restart=Never",
-        "--overrides",
-        r#"{"spec":{"nodeName":"pods-6"}}"#,
         "--",
         "sleep",
         "100",
