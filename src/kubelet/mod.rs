@@ -91,7 +91,18 @@ pub async fn start(
         cancel.clone(),
     ));
     let readiness = Readiness::not_ready("waiting for the node's pod CIDR");
-    let node = node::register(&client, &cfg.node, &machine, &readiness).await?;
+    // Other writers (node IPAM, an administrator) may race with registration: retry.
+    let mut attempt = 0;
+    let node = loop {
+        match node::register(&client, &cfg.node, &machine, &readiness).await {
+            Ok(n) => break n,
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(readiness.clone());
     tasks.spawn(lease::run(client.clone(), node, cancel.clone()));
     tasks.spawn(report_status(

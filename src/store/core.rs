@@ -134,7 +134,25 @@ impl Core {
     pub(crate) async fn write(&self, key: &str, w: Write) -> Result<KeyValue, StoreError> {
         self.check_open()?;
         keys::check_key(key)?;
-        let (kv, rev) = self.apply(key, w)?;
+        let (kv, rev) = match self.apply(key, w) {
+            Ok(done) => done,
+            Err(e) => {
+                // Reads see durable revisions only. A write refused because of a newer one
+                // still being flushed returns once that one is readable, so a caller that
+                // re-reads and retries sees what it conflicted with instead of spinning.
+                let seen = match &e {
+                    StoreError::Conflict { actual, .. } => Some(*actual),
+                    StoreError::AlreadyExists { .. } | StoreError::NotFound { .. } => {
+                        self.lock_state().ok().map(|st| st.applied)
+                    }
+                    _ => None,
+                };
+                if let Some(rev) = seen.filter(|r| *r > self.durable()) {
+                    let _ = self.wait_durable(rev).await;
+                }
+                return Err(e);
+            }
+        };
         self.wait_durable(rev).await?;
         Ok(kv)
     }
