@@ -668,13 +668,25 @@ fn a_failing_cni_plugin_is_reported_and_leaves_nothing_behind() {
         !PathBuf::from("/run/k1s/netns").join(&uid).exists(),
         "a network namespace leaked"
     );
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    assert!(
-        !links.contains("k1s0"),
-        "the bridge exists although no pod got a network: {links}"
-    );
+    // Nothing of the pod's network is left on the node's side: no cached attachment and no
+    // address held by host-local.
+    let cni = s.data_dir().join("data/agent/cni");
+    let held: Vec<String> = walk(&cni)
+        .into_iter()
+        .filter(|p| p.contains(&uid) || p.contains("/networks/k1s/10."))
+        .collect();
+    assert!(held.is_empty(), "CNI state left behind: {held:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }
