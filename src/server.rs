@@ -136,6 +136,10 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::deployment::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::replicaset::run(
         client.clone(),
         cancel.clone(),

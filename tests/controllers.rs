@@ -181,8 +181,14 @@ async fn replicaset_creates_scales_and_owns_its_pods() {
         .await
         .unwrap();
     let reasons: Vec<_> = evs.items.iter().filter_map(|e| e.reason.clone()).collect();
-    assert!(reasons.iter().any(|r| r == "SuccessfulCreate"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == "SuccessfulDelete"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "SuccessfulCreate"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r == "SuccessfulDelete"),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +211,10 @@ async fn replicaset_adopts_orphans_and_releases_strays() {
         (p.len() == 2).then_some(p)
     })
     .await;
-    let o = got.iter().find(|p| p.name_any() == "orphan").expect("orphan kept");
+    let o = got
+        .iter()
+        .find(|p| p.name_any() == "orphan")
+        .expect("orphan kept");
     assert_eq!(
         o.metadata.owner_references.as_ref().unwrap()[0].uid,
         rs.uid().unwrap()
@@ -268,4 +277,356 @@ async fn replicaset_deletes_unready_and_newest_pods_first() {
     names.sort();
     assert_eq!(names, [pods[0].name_any(), pods[1].name_any()]);
     api.delete("order", &DeleteParams::default()).await.unwrap();
+}
+
+fn deploy_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::deployment::run(c, t))
+}
+
+fn deployment(name: &str, replicas: i32, image: &str, strategy: serde_json::Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "strategy": strategy,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}]}
+            }
+        }
+    }))
+    .unwrap()
+}
+
+fn image_of(p: &Pod) -> String {
+    p.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A stand-in kubelet: every pod whose image is not "bad" becomes ready.
+fn auto_ready(client: Client, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+        while !cancel.is_cancelled() {
+            for p in api.list(&ListParams::default()).await.unwrap().items {
+                if !ready(&p) && p.metadata.deletion_timestamp.is_none() && image_of(&p) != "bad" {
+                    make_ready(&client, &p.name_any()).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+/// Samples (live pods, ready pods) of `app` until cancelled; returns the extremes seen.
+fn monitor(
+    client: Client,
+    app: &'static str,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<(usize, usize, Vec<(usize, usize)>)> {
+    tokio::spawn(async move {
+        let (mut max_live, mut min_ready, mut seen) = (0, usize::MAX, vec![]);
+        while !cancel.is_cancelled() {
+            let pods = live_pods(&client, app).await;
+            let r = pods.iter().filter(|p| ready(p)).count();
+            max_live = max_live.max(pods.len());
+            min_ready = min_ready.min(r);
+            if seen.last() != Some(&(pods.len(), r)) {
+                seen.push((pods.len(), r));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (max_live, min_ready, seen)
+    })
+}
+
+fn condition(d: &Deployment, type_: &str) -> Option<(String, String)> {
+    let c = d
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+/// Wait for a finished rollout as `kubectl rollout status` judges it.
+async fn rolled_out(api: &Api<Deployment>, name: &str, replicas: i32) -> Deployment {
+    eventually(30, "rollout", || async {
+        let d = api.get(name).await.unwrap();
+        let s = d.status.clone()?;
+        let done = s.observed_generation >= d.metadata.generation
+            && s.updated_replicas == Some(replicas)
+            && s.replicas == Some(replicas)
+            && s.available_replicas == Some(replicas)
+            && condition(&d, "Progressing")
+                == Some(("True".into(), "NewReplicaSetAvailable".into()))
+            && condition(&d, "Available")
+                == Some(("True".into(), "MinimumReplicasAvailable".into()));
+        done.then_some(d)
+    })
+    .await
+}
+
+async fn sets_of(client: &Client, app: &str) -> Vec<ReplicaSet> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let mut l = api
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items;
+    l.sort_by_key(|r| {
+        r.annotations()
+            .get("deployment.kubernetes.io/revision")
+            .cloned()
+            .unwrap_or_default()
+    });
+    l
+}
+
+fn set_image(image: &str) -> Patch<serde_json::Value> {
+    Patch::Merge(
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}),
+    )
+}
+
+#[tokio::test]
+async fn deployment_rolls_out_within_surge_and_unavailability() {
+    let c = cluster(&[rs_ctrl, deploy_ctrl]).await;
+    auto_ready(c.client.clone(), c.cancel.clone());
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    let d = deployment("roll", 4, "v1", strategy);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    let d = rolled_out(&api, "roll", 4).await;
+    assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "1");
+    let sets = sets_of(&c.client, "roll").await;
+    assert_eq!(sets.len(), 1);
+    let hash = sets[0].labels()["pod-template-hash"].clone();
+    assert_eq!(sets[0].name_any(), format!("roll-{hash}"));
+    assert_eq!(
+        sets[0].annotations()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    for p in live_pods(&c.client, "roll").await {
+        assert_eq!(p.labels()["pod-template-hash"], hash);
+    }
+
+    let stop = CancellationToken::new();
+    let watch = monitor(c.client.clone(), "roll", stop.clone());
+    api.patch("roll", &PatchParams::default(), &set_image("v2"))
+        .await
+        .unwrap();
+    let d = rolled_out(&api, "roll", 4).await;
+    stop.cancel();
+    let (max_live, min_ready, seen) = watch.await.unwrap();
+    assert!(max_live <= 5, "surge exceeded: {seen:?}");
+    assert!(min_ready >= 3, "too many unavailable: {seen:?}");
+    assert!(seen.len() > 2, "no rollout observed: {seen:?}");
+    println!("rolling update (live, ready) steps: {seen:?}");
+    assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "2");
+    let pods = live_pods(&c.client, "roll").await;
+    assert!(pods.iter().all(|p| image_of(p) == "v2"));
+    let sets = sets_of(&c.client, "roll").await;
+    assert_eq!(sets.len(), 2);
+    assert_eq!(sets[0].spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(
+        sets[1].annotations()["deployment.kubernetes.io/revision"],
+        "2"
+    );
+
+    // kubectl rollout undo: the template of revision 1 comes back; its set is reused and
+    // becomes revision 3.
+    api.patch("roll", &PatchParams::default(), &set_image("v1"))
+        .await
+        .unwrap();
+    let d = rolled_out(&api, "roll", 4).await;
+    assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "3");
+    let sets = sets_of(&c.client, "roll").await;
+    assert_eq!(sets.len(), 2);
+    let back = sets
+        .iter()
+        .find(|r| r.labels()["pod-template-hash"] == hash)
+        .unwrap();
+    assert_eq!(back.annotations()["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(
+        back.annotations()["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    let evs = events
+        .list(
+            &ListParams::default()
+                .fields("involvedObject.name=roll,involvedObject.kind=Deployment"),
+        )
+        .await
+        .unwrap();
+    assert!(evs
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("ScalingReplicaSet")));
+}
+
+#[tokio::test]
+async fn a_bad_image_leaves_the_old_pods_serving() {
+    let c = cluster(&[rs_ctrl, deploy_ctrl]).await;
+    auto_ready(c.client.clone(), c.cancel.clone());
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let mut d = deployment("bad", 4, "v1", json!({"type": "RollingUpdate"}));
+    d.spec.as_mut().unwrap().progress_deadline_seconds = Some(2);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    rolled_out(&api, "bad", 4).await;
+    api.patch("bad", &PatchParams::default(), &set_image("bad"))
+        .await
+        .unwrap();
+    // 25% of 4: surge 1, unavailable 1: three old pods keep serving.
+    let d = eventually(15, "deadline exceeded", || async {
+        let d = api.get("bad").await.unwrap();
+        (condition(&d, "Progressing") == Some(("False".into(), "ProgressDeadlineExceeded".into())))
+            .then_some(d)
+    })
+    .await;
+    let pods = live_pods(&c.client, "bad").await;
+    let serving = pods
+        .iter()
+        .filter(|p| ready(p) && image_of(p) == "v1")
+        .count();
+    assert_eq!(serving, 3, "{:?}", d.status);
+    assert!(pods.len() <= 5);
+    assert_eq!(condition(&d, "Available").unwrap().0, "True");
+}
+
+#[tokio::test]
+async fn pause_stops_the_rollout_and_resume_finishes_it() {
+    let c = cluster(&[rs_ctrl, deploy_ctrl]).await;
+    auto_ready(c.client.clone(), c.cancel.clone());
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &deployment("pause", 2, "v1", json!({})),
+    )
+    .await
+    .unwrap();
+    rolled_out(&api, "pause", 2).await;
+    api.patch(
+        "pause",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true}})),
+    )
+    .await
+    .unwrap();
+    api.patch("pause", &PatchParams::default(), &set_image("v2"))
+        .await
+        .unwrap();
+    eventually(10, "paused condition", || async {
+        let d = api.get("pause").await.unwrap();
+        (condition(&d, "Progressing") == Some(("Unknown".into(), "DeploymentPaused".into())))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sets_of(&c.client, "pause").await.len(), 1);
+    assert!(live_pods(&c.client, "pause")
+        .await
+        .iter()
+        .all(|p| image_of(p) == "v1"));
+    api.patch(
+        "pause",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": false}})),
+    )
+    .await
+    .unwrap();
+    rolled_out(&api, "pause", 2).await;
+    assert!(live_pods(&c.client, "pause")
+        .await
+        .iter()
+        .all(|p| image_of(p) == "v2"));
+    // Scaling through the scale subresource.
+    api.patch_scale(
+        "pause",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    rolled_out(&api, "pause", 5).await;
+}
+
+#[tokio::test]
+async fn recreate_deletes_old_pods_before_creating_new_ones() {
+    let c = cluster(&[rs_ctrl, deploy_ctrl]).await;
+    auto_ready(c.client.clone(), c.cancel.clone());
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &deployment("re", 3, "v1", json!({"type": "Recreate"})),
+    )
+    .await
+    .unwrap();
+    rolled_out(&api, "re", 3).await;
+    let stop = CancellationToken::new();
+    let (client, s) = (c.client.clone(), stop.clone());
+    let watch = tokio::spawn(async move {
+        let mut mixed = vec![];
+        while !s.is_cancelled() {
+            let images: Vec<String> = live_pods(&client, "re")
+                .await
+                .iter()
+                .map(image_of)
+                .collect();
+            if images.iter().any(|i| i == "v1") && images.iter().any(|i| i == "v2") {
+                mixed.push(images);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        mixed
+    });
+    api.patch("re", &PatchParams::default(), &set_image("v2"))
+        .await
+        .unwrap();
+    rolled_out(&api, "re", 3).await;
+    stop.cancel();
+    let mixed = watch.await.unwrap();
+    assert!(mixed.is_empty(), "old and new pods together: {mixed:?}");
+}
+
+#[tokio::test]
+async fn deployment_of_100_replicas() {
+    let c = cluster(&[rs_ctrl, deploy_ctrl]).await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let started = Instant::now();
+    api.create(
+        &PostParams::default(),
+        &deployment("big", 100, "v1", json!({})),
+    )
+    .await
+    .unwrap();
+    eventually(60, "100 pods", || async {
+        (live_pods(&c.client, "big").await.len() == 100).then_some(())
+    })
+    .await;
+    let created = started.elapsed();
+    eventually(30, "status", || async {
+        let d = api.get("big").await.unwrap();
+        (d.status?.replicas == Some(100)).then_some(())
+    })
+    .await;
+    println!(
+        "100 replicas: pods created in {created:?}, status in {:?}",
+        started.elapsed()
+    );
 }

@@ -109,8 +109,12 @@ where
         "resourceVersion": dep.meta().resource_version,
         "uid": dep.meta().uid,
     }});
-    api.patch(&dep.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
+    api.patch(
+        &dep.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
 }
 
 /// What the controller expects its cache to show after its own writes.
@@ -126,7 +130,12 @@ pub enum Expect {
 /// Wait (up to `limit`) until `store` reflects the expected writes, so the next reconcile,
 /// which reads the cache, does not act twice on what it already did (upstream keeps
 /// "expectations" for the same reason). Returns false on timeout; callers requeue then.
-pub async fn wait_for_cache<K>(store: &Store<K>, ns: &str, expect: &[Expect], limit: Duration) -> bool
+pub async fn wait_for_cache<K>(
+    store: &Store<K>,
+    ns: &str,
+    expect: &[Expect],
+    limit: Duration,
+) -> bool
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
@@ -238,7 +247,10 @@ mod tests {
             }]),
         };
         assert!(selects(Some(&sel), &labels(&[("app", "web")])));
-        assert!(!selects(Some(&sel), &labels(&[("app", "web"), ("tier", "db")])));
+        assert!(!selects(
+            Some(&sel),
+            &labels(&[("app", "web"), ("tier", "db")])
+        ));
         assert!(!selects(None, &labels(&[("app", "web")])));
         assert!(!selects(Some(&LabelSelector::default()), &labels(&[])));
     }

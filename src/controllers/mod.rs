@@ -3,7 +3,9 @@
 //! `common` and `podutil` hold what the workload controllers share.
 
 pub mod common;
+pub mod deployment;
 pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
+pub mod rollout;

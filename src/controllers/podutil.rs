@@ -39,7 +39,11 @@ pub fn is_ready(pod: &Pod) -> bool {
 
 /// Ready for at least `min_ready_seconds` at `now`. `Err(wait)` says how long until it will
 /// be, for a ready pod that is not yet available.
-pub fn available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<SignedDuration>> {
+pub fn available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> Result<(), Option<SignedDuration>> {
     let since = ready_since(pod).ok_or(None)?;
     if min_ready_seconds <= 0 {
         return Ok(());
@@ -174,7 +178,10 @@ mod tests {
             &unscheduled,
         ];
         rank_for_deletion(&mut v);
-        let names: Vec<_> = v.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
+        let names: Vec<_> = v
+            .iter()
+            .map(|p| p.metadata.name.as_deref().unwrap())
+            .collect();
         assert_eq!(
             names,
             [
@@ -195,7 +202,10 @@ mod tests {
         let now = Timestamp::from_second(105).unwrap();
         assert_eq!(available(&p, 0, now), Ok(()));
         assert_eq!(available(&p, 5, now), Ok(()));
-        assert_eq!(available(&p, 10, now), Err(Some(SignedDuration::from_secs(5))));
+        assert_eq!(
+            available(&p, 10, now),
+            Err(Some(SignedDuration::from_secs(5)))
+        );
         let q = pod("q", Some("a"), "Running", None, 1);
         assert_eq!(available(&q, 0, now), Err(None));
         assert!(is_active(&q));

@@ -131,7 +131,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             Claim::Keep(false) => {}
             Claim::Adopt => {
                 if may_adopt.is_none() {
-                    may_adopt = Some(still_ours(&ctx.client, &ns, &name, &uid).await.map_err(err)?);
+                    may_adopt = Some(
+                        still_ours(&ctx.client, &ns, &name, &uid)
+                            .await
+                            .map_err(err)?,
+                    );
                 }
                 if may_adopt != Some(true) {
                     continue;
@@ -200,7 +204,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     }
     let labeled = active
         .iter()
-        .filter(|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+        .filter(|p| {
+            template_labels
+                .iter()
+                .all(|(k, v)| p.labels().get(k) == Some(v))
+        })
         .count();
     let old = rs.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
@@ -302,7 +310,9 @@ async fn create_pods(
             match &r {
                 Ok(p) => {
                     let msg = format!("Created pod: {}", p.name_any());
-                    ctx.recorder.publish(rs, false, "SuccessfulCreate", msg).await;
+                    ctx.recorder
+                        .publish(rs, false, "SuccessfulCreate", msg)
+                        .await;
                 }
                 Err(e) => {
                     let msg = format!("Error creating: {}", api_message(e));
@@ -350,7 +360,9 @@ async fn delete_pods(
         match &r {
             Ok(()) => {
                 let msg = format!("Deleted pod: {name}");
-                ctx.recorder.publish(rs, false, "SuccessfulDelete", msg).await;
+                ctx.recorder
+                    .publish(rs, false, "SuccessfulDelete", msg)
+                    .await;
             }
             Err(e) => {
                 let msg = format!("Error deleting: {}", api_message(e));
