@@ -630,3 +630,185 @@ async fn deployment_of_100_replicas() {
         started.elapsed()
     );
 }
+
+fn gc_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::garbagecollector::run(c, t))
+}
+
+fn sa_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::serviceaccount::run(c, t))
+}
+
+#[tokio::test]
+async fn deleting_a_deployment_collects_its_sets_and_pods() {
+    let c = cluster(&[rs_ctrl, deploy_ctrl, gc_ctrl]).await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &deployment("gone", 3, "v1", json!({})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "3 pods", || async {
+        (live_pods(&c.client, "gone").await.len() == 3).then_some(())
+    })
+    .await;
+    // What kubectl delete sends.
+    api.delete("gone", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(15, "sets and pods collected", || async {
+        let sets = sets_of(&c.client, "gone").await.len();
+        let pods = live_pods(&c.client, "gone").await.len();
+        (sets == 0 && pods == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
+    let c = cluster(&[rs_ctrl, gc_ctrl]).await;
+    let api: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    api.create(&PostParams::default(), &replicaset("fg", 2))
+        .await
+        .unwrap();
+    let two = eventually(10, "2 pods", || async {
+        let p = live_pods(&c.client, "fg").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    // One pod holds on (a finalizer of its own), so the owner must wait for it.
+    let held = two[0].name_any();
+    let hold = json!({"metadata": {"finalizers": ["test.k1s.io/hold"]}});
+    pods.patch(&held, &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .unwrap();
+    api.delete("fg", &DeleteParams::foreground()).await.unwrap();
+    let rs = eventually(10, "dependents deleted", || async {
+        let rs = api.get_opt("fg").await.unwrap()?;
+        let other_gone = pods.get_opt(&two[1].name_any()).await.unwrap().is_none();
+        let held_terminating = pods
+            .get(&held)
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some();
+        (other_gone && held_terminating).then_some(rs)
+    })
+    .await;
+    assert!(rs.metadata.deletion_timestamp.is_some());
+    assert_eq!(rs.finalizers(), ["foregroundDeletion"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        api.get_opt("fg").await.unwrap().is_some(),
+        "owner went first"
+    );
+    let release = json!({"metadata": {"finalizers": null}});
+    pods.patch(&held, &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
+    eventually(10, "owner deleted", || async {
+        api.get_opt("fg").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn orphan_deletion_leaves_the_pods_without_their_owner() {
+    let c = cluster(&[rs_ctrl, gc_ctrl]).await;
+    let api: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    api.create(&PostParams::default(), &replicaset("orph", 2))
+        .await
+        .unwrap();
+    eventually(10, "2 pods", || async {
+        (live_pods(&c.client, "orph").await.len() == 2).then_some(())
+    })
+    .await;
+    // kubectl delete --cascade=orphan
+    api.delete("orph", &DeleteParams::orphan()).await.unwrap();
+    eventually(10, "owner deleted", || async {
+        api.get_opt("orph").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let pods = live_pods(&c.client, "orph").await;
+    assert_eq!(pods.len(), 2);
+    assert!(pods.iter().all(|p| p
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_none_or(|r| r.is_empty())));
+}
+
+#[tokio::test]
+async fn objects_whose_owners_are_gone_are_collected() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let c = cluster(&[gc_ctrl]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    let owner = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let dep = |name: &str, uid: &str| -> k8s_openapi::api::core::v1::ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+        ]}}))
+        .unwrap()
+    };
+    cms.create(&PostParams::default(), &dep("kept", &owner.uid().unwrap()))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &dep("dangling", "no-such-uid"))
+        .await
+        .unwrap();
+    eventually(10, "dangling collected", || async {
+        cms.get_opt("dangling")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(cms.get_opt("kept").await.unwrap().is_some());
+    cms.delete("owner", &DeleteParams::default()).await.unwrap();
+    eventually(10, "dependent collected", || async {
+        cms.get_opt("kept").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_namespace_gets_a_default_service_account() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let c = cluster(&[sa_ctrl]).await;
+    let ns: Api<Namespace> = Api::all(c.client.clone());
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(c.client.clone(), "team");
+    eventually(10, "default service account", || async {
+        sas.get_opt("default").await.unwrap().map(|_| ())
+    })
+    .await;
+    let old = sas.get("default").await.unwrap().uid();
+    sas.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "recreated", || async {
+        let sa = sas.get_opt("default").await.unwrap()?;
+        (sa.uid() != old).then_some(())
+    })
+    .await;
+    let d: Api<ServiceAccount> = Api::namespaced(c.client.clone(), "default");
+    eventually(10, "in default too", || async {
+        d.get_opt("default").await.unwrap().map(|_| ())
+    })
+    .await;
+}

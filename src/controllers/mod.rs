@@ -4,8 +4,10 @@
 
 pub mod common;
 pub mod deployment;
+pub mod garbagecollector;
 pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
 pub mod rollout;
+pub mod serviceaccount;
