@@ -329,12 +329,15 @@ fn auto_ready(client: Client, cancel: CancellationToken) {
     });
 }
 
+/// Most live pods, fewest ready pods, and every distinct (live, ready) seen.
+type Extremes = (usize, usize, Vec<(usize, usize)>);
+
 /// Samples (live pods, ready pods) of `app` until cancelled; returns the extremes seen.
 fn monitor(
     client: Client,
     app: &'static str,
     cancel: CancellationToken,
-) -> tokio::task::JoinHandle<(usize, usize, Vec<(usize, usize)>)> {
+) -> tokio::task::JoinHandle<Extremes> {
     tokio::spawn(async move {
         let (mut max_live, mut min_ready, mut seen) = (0, usize::MAX, vec![]);
         while !cancel.is_cancelled() {
@@ -811,4 +814,44 @@ async fn every_namespace_gets_a_default_service_account() {
         d.get_opt("default").await.unwrap().map(|_| ())
     })
     .await;
+}
+
+#[tokio::test]
+async fn deletes_default_as_upstream() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    // No controllers: the finalizers stay for a garbage collector to act on.
+    let c = cluster(&[]).await;
+    let rcs: Api<ReplicationController> = Api::namespaced(c.client.clone(), "default");
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "rc"},
+        "spec": {"selector": {"app": "rc"}, "template": {
+            "metadata": {"labels": {"app": "rc"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+        }}
+    }))
+    .unwrap();
+    rcs.create(&PostParams::default(), &rc).await.unwrap();
+    rcs.delete("rc", &DeleteParams::default()).await.unwrap();
+    let got = rcs.get("rc").await.unwrap();
+    assert!(got.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        got.finalizers(),
+        ["orphan"],
+        "core/v1 RCs orphan by default"
+    );
+    // A later delete with an explicit policy replaces the finalizer.
+    rcs.delete("rc", &DeleteParams::foreground()).await.unwrap();
+    assert_eq!(
+        rcs.get("rc").await.unwrap().finalizers(),
+        ["foregroundDeletion"]
+    );
+    rcs.delete("rc", &DeleteParams::background()).await.unwrap();
+    assert!(rcs.get_opt("rc").await.unwrap().is_none());
+    // apps/v1 kinds go at once without a policy.
+    let sets: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    sets.create(&PostParams::default(), &replicaset("now", 1))
+        .await
+        .unwrap();
+    sets.delete("now", &DeleteParams::default()).await.unwrap();
+    assert!(sets.get_opt("now").await.unwrap().is_none());
 }
