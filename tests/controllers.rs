@@ -855,3 +855,58 @@ async fn deletes_default_as_upstream() {
     sets.delete("now", &DeleteParams::default()).await.unwrap();
     assert!(sets.get_opt("now").await.unwrap().is_none());
 }
+
+fn rc_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::replicationcontroller::run(c, t))
+}
+
+#[tokio::test]
+async fn replication_controllers_work_like_replica_sets() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let c = cluster(&[rc_ctrl, gc_ctrl]).await;
+    let rcs: Api<ReplicationController> = Api::namespaced(c.client.clone(), "default");
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "legacy"},
+        "spec": {"replicas": 2, "template": {
+            "metadata": {"labels": {"app": "legacy"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+        }}
+    }))
+    .unwrap();
+    let rc = rcs.create(&PostParams::default(), &rc).await.unwrap();
+    let pods = eventually(10, "2 pods", || async {
+        let p = live_pods(&c.client, "legacy").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    for p in &pods {
+        let r = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (r.kind.as_str(), r.api_version.as_str()),
+            ("ReplicationController", "v1")
+        );
+        assert_eq!(r.uid, rc.uid().unwrap());
+        make_ready(&c.client, &p.name_any()).await;
+    }
+    eventually(10, "status", || async {
+        let s = rcs.get("legacy").await.unwrap().status?;
+        (s.replicas == 2 && s.ready_replicas == Some(2) && s.available_replicas == Some(2))
+            .then_some(())
+    })
+    .await;
+    // Deleted through the API without options, a core/v1 RC orphans its pods.
+    rcs.delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "owner deleted", || async {
+        rcs.get_opt("legacy").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let left = live_pods(&c.client, "legacy").await;
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|p| p
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_none_or(|r| r.is_empty())));
+}

@@ -9,5 +9,6 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod rollout;
 pub mod serviceaccount;

@@ -5,21 +5,26 @@
 //! surplus ones in upstream's order, and reports replicas, fullyLabeledReplicas,
 //! readyReplicas, availableReplicas (minReadySeconds), observedGeneration and the
 //! ReplicaFailure condition. It reads pods from a reflector cache and writes only through
-//! the API; it never touches pods another controller owns.
+//! the API; it never touches pods another controller owns. It is generic over `PodSet`, so
+//! the ReplicationController controller is this one over the older kind.
 
 use super::common::{self, Claim, Expect, Recorder};
 use super::podutil;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
-use serde_json::json;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +42,45 @@ pub enum Error {
     },
 }
 
+/// What the controller needs of the kind it runs for: ReplicaSet here, and the
+/// ReplicationController (`replicationcontroller.rs`), the same logic over an older kind.
+pub trait PodSet:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The reporting component of its events.
+    const COMPONENT: &'static str;
+    fn selector(&self) -> Option<LabelSelector>;
+    fn replicas(&self) -> i32;
+    fn template(&self) -> Option<PodTemplateSpec>;
+    fn min_ready_seconds(&self) -> i32;
+}
+
+impl PodSet for ReplicaSet {
+    const COMPONENT: &'static str = "replicaset-controller";
+    fn selector(&self) -> Option<LabelSelector> {
+        self.spec.as_ref().map(|s| s.selector.clone())
+    }
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn template(&self) -> Option<PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.clone())
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+}
+
 struct Ctx {
     client: Client,
     pods: Store<Pod>,
@@ -44,6 +88,11 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, cancel: CancellationToken) {
+    run_for::<ReplicaSet>(client, cancel).await
+}
+
+/// The controller for one kind of pod set.
+pub async fn run_for<K: PodSet>(client: Client, cancel: CancellationToken) {
     let (pods, writer) = reflector::store::<Pod>();
     let pod_events = reflector::reflector(
         writer,
@@ -51,19 +100,16 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     )
     .default_backoff()
     .touched_objects();
-    let ctrl = Controller::new(
-        Api::<ReplicaSet>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let ctrl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let sets = ctrl.store();
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "replicaset-controller"),
+        recorder: Recorder::new(client.clone(), K::COMPONENT),
         client,
         pods,
     });
     ctrl.watches_stream(pod_events, move |pod: Pod| owners_of(&pod, &sets))
         .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "replicaset reconcile");
@@ -72,11 +118,11 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         .await;
 }
 
-/// The ReplicaSets a pod event concerns: its controller, or every set that could adopt it.
-fn owners_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
+/// The sets a pod event concerns: its controller, or every set that could adopt it.
+fn owners_of<K: PodSet>(pod: &Pod, sets: &Store<K>) -> Vec<ObjectRef<K>> {
     let ns = pod.namespace().unwrap_or_default();
     match common::controller_of(&pod.metadata) {
-        Some(r) if r.kind == "ReplicaSet" && r.api_version == "apps/v1" => {
+        Some(r) if r.kind == K::kind(&()) && r.api_version == K::api_version(&()) => {
             vec![ObjectRef::new(&r.name).within(&ns)]
         }
         Some(_) => vec![],
@@ -84,16 +130,13 @@ fn owners_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> 
             .state()
             .iter()
             .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-            .filter(|rs| {
-                let sel = rs.spec.as_ref().map(|s| &s.selector);
-                common::selects(sel, pod.labels())
-            })
+            .filter(|rs| common::selects(rs.selector().as_ref(), pod.labels()))
             .map(|rs| ObjectRef::from_obj(rs.as_ref()))
             .collect(),
     }
 }
 
-fn error_policy(_rs: Arc<ReplicaSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
+fn error_policy<K: PodSet>(_rs: Arc<K>, e: &Error, _ctx: Arc<Ctx>) -> Action {
     let Error::Api { source, .. } = e;
     if matches!(source, kube::Error::Api(s) if s.code == 409) {
         return Action::requeue(Duration::from_millis(200));
@@ -102,7 +145,7 @@ fn error_policy(_rs: Arc<ReplicaSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile<K: PodSet>(rs: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let _ = ctx.pods.wait_until_ready().await;
     let ns = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
@@ -112,8 +155,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         source,
     };
     let uid = rs.uid().unwrap_or_default();
-    let spec = rs.spec.clone().unwrap_or_default();
-    let deleting = rs.metadata.deletion_timestamp.is_some();
+    let selector = rs.selector();
+    let deleting = rs.meta().deletion_timestamp.is_some();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut expect = vec![];
 
@@ -124,7 +167,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         if pod.namespace().as_deref() != Some(ns.as_str()) {
             continue;
         }
-        let matches = common::selects(Some(&spec.selector), pod.labels());
+        let matches = common::selects(selector.as_ref(), pod.labels());
         let rv = pod.resource_version().unwrap_or_default();
         match common::claim(&uid, deleting, &pod.metadata, matches) {
             Claim::Keep(true) => owned.push(pod),
@@ -132,7 +175,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             Claim::Adopt => {
                 if may_adopt.is_none() {
                     may_adopt = Some(
-                        still_ours(&ctx.client, &ns, &name, &uid)
+                        still_ours::<K>(&ctx.client, &ns, &name, &uid)
                             .await
                             .map_err(err)?,
                     );
@@ -166,25 +209,24 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
 
     let mut failure = None;
     if !deleting {
-        let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+        let want = usize::try_from(rs.replicas()).unwrap_or(0);
         if active.len() < want {
             let count = (want - active.len()).min(BURST);
-            failure = create_pods(&ctx, &rs, &pod_api, count, &mut expect).await;
+            failure = create_pods(&ctx, rs.as_ref(), &pod_api, count, &mut expect).await;
         } else if active.len() > want {
             let mut doomed = active.clone();
             podutil::rank_for_deletion(&mut doomed);
             doomed.truncate((active.len() - want).min(BURST));
-            failure = delete_pods(&ctx, &rs, &pod_api, &doomed, &mut expect).await;
+            failure = delete_pods(&ctx, rs.as_ref(), &pod_api, &doomed, &mut expect).await;
         }
     }
 
     let caught_up = common::wait_for_cache(&ctx.pods, &ns, &expect, Duration::from_secs(5)).await;
     let now = Timestamp::now();
-    let template_labels = spec
-        .template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
+    let template_labels = rs
+        .template()
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.labels)
         .unwrap_or_default();
     let mut ready = 0;
     let mut available = 0;
@@ -193,7 +235,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         if podutil::is_ready(p) {
             ready += 1;
         }
-        match podutil::available(p, spec.min_ready_seconds.unwrap_or(0), now) {
+        match podutil::available(p, rs.min_ready_seconds(), now) {
             Ok(()) => available += 1,
             Err(Some(wait)) => {
                 let wait = Duration::try_from(wait).unwrap_or_default() + Duration::from_millis(50);
@@ -210,38 +252,41 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                 .all(|(k, v)| p.labels().get(k) == Some(v))
         })
         .count();
-    let old = rs.status.clone().unwrap_or_default();
-    let mut conditions = old.conditions.clone().unwrap_or_default();
-    let had_failure = conditions.iter().any(|c| c.type_ == "ReplicaFailure");
+    // The two kinds' statuses have the same shape: work on it as JSON.
+    let old = serde_json::to_value(rs.as_ref())
+        .map(|v| v["status"].clone())
+        .unwrap_or_default();
+    let mut conditions: Vec<Value> = old["conditions"].as_array().cloned().unwrap_or_default();
+    let had_failure = conditions.iter().any(|c| c["type"] == "ReplicaFailure");
     match (&failure, had_failure) {
-        (Some((reason, message)), false) => conditions.push(ReplicaSetCondition {
-            type_: "ReplicaFailure".into(),
-            status: "True".into(),
-            reason: Some(reason.to_string()),
-            message: Some(message.clone()),
-            last_transition_time: Some(Time(now)),
-        }),
-        (None, true) => conditions.retain(|c| c.type_ != "ReplicaFailure"),
+        (Some((reason, message)), false) => conditions.push(json!({
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        })),
+        (None, true) => conditions.retain(|c| c["type"] != "ReplicaFailure"),
         _ => {}
     }
-    let n = |v: Option<i32>| v.unwrap_or(0);
-    let count = |c: usize| i32::try_from(c).unwrap_or(i32::MAX);
+    let count = |c: usize| i64::try_from(c).unwrap_or(i64::MAX);
     let status = json!({
         "replicas": count(active.len()),
         "fullyLabeledReplicas": count(labeled),
         "readyReplicas": ready,
         "availableReplicas": available,
-        "observedGeneration": rs.metadata.generation.unwrap_or(0),
+        "observedGeneration": rs.meta().generation.unwrap_or(0),
         "conditions": if conditions.is_empty() { None } else { Some(&conditions) },
     });
-    let unchanged = old.replicas == count(active.len())
-        && n(old.fully_labeled_replicas) == count(labeled)
-        && n(old.ready_replicas) == ready
-        && n(old.available_replicas) == available
-        && old.observed_generation == rs.metadata.generation
-        && old.conditions.clone().unwrap_or_default() == conditions;
+    let n = |k: &str| old[k].as_i64().unwrap_or(0);
+    let unchanged = n("replicas") == count(active.len())
+        && n("fullyLabeledReplicas") == count(labeled)
+        && n("readyReplicas") == ready
+        && n("availableReplicas") == available
+        && old["observedGeneration"].as_i64() == rs.meta().generation
+        && old["conditions"].as_array().cloned().unwrap_or_default() == conditions;
     if !unchanged {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
         match api
             .patch_status(
                 &name,
@@ -265,19 +310,20 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
 
 /// Upstream re-reads the owner before adopting: a cached owner may already be gone or
 /// replaced by a namesake.
-async fn still_ours(client: &Client, ns: &str, name: &str, uid: &str) -> Result<bool, kube::Error> {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+async fn still_ours<K: PodSet>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    uid: &str,
+) -> Result<bool, kube::Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
     Ok(api.get_opt(name).await?.is_some_and(|fresh| {
-        fresh.uid().as_deref() == Some(uid) && fresh.metadata.deletion_timestamp.is_none()
+        fresh.uid().as_deref() == Some(uid) && fresh.meta().deletion_timestamp.is_none()
     }))
 }
 
-fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = rs
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
+fn pod_from_template<K: PodSet>(rs: &K) -> Pod {
+    let template = rs.template().unwrap_or_default();
     let tmeta = template.metadata.unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -296,9 +342,9 @@ fn pod_from_template(rs: &ReplicaSet) -> Pod {
 
 /// Create `count` pods in slow-start batches; stop at the first batch with a failure and
 /// return it as (reason, message) for the ReplicaFailure condition.
-async fn create_pods(
+async fn create_pods<K: PodSet>(
     ctx: &Ctx,
-    rs: &ReplicaSet,
+    rs: &K,
     api: &Api<Pod>,
     count: usize,
     expect: &mut Vec<Expect>,
@@ -336,9 +382,9 @@ async fn create_pods(
     None
 }
 
-async fn delete_pods(
+async fn delete_pods<K: PodSet>(
     ctx: &Ctx,
-    rs: &ReplicaSet,
+    rs: &K,
     api: &Api<Pod>,
     doomed: &[&Pod],
     expect: &mut Vec<Expect>,
