@@ -11,6 +11,7 @@ pub mod kubelet;
 pub mod pki;
 pub mod registry;
 pub mod sandbox;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 

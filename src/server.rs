@@ -161,6 +161,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         args.cluster_cidr,
         cancel.clone(),
     ));
+    tasks.spawn(crate::scheduler::run(client.clone(), cancel.clone()));
     api.set_ready();
     let (cert, key) = pki
         .issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"], 365)

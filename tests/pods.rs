@@ -25,6 +25,10 @@ struct Node {
 
 impl Node {
     fn start(name: &str, cidr: &str) -> Node {
+        Self::start_with(name, cidr, &[])
+    }
+
+    fn start_with(name: &str, cidr: &str, extra: &[&str]) -> Node {
         let registry = Registry::start(None).expect("registry");
         registry
             .push("busybox", "library/busybox:latest")
@@ -36,7 +40,7 @@ impl Node {
             image_support::mirror_yaml("docker.io", &registry.addr()),
         )
         .unwrap();
-        let server = TestServer::start_with(&[
+        let mut args = vec![
             "--node-name",
             name,
             "--cluster-cidr",
@@ -45,7 +49,9 @@ impl Node {
             regfile.to_str().unwrap(),
             "--kubelet-port",
             "0",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let server = TestServer::start_with(&args);
         let node = Node {
             server,
             _registry: registry,
@@ -503,5 +509,182 @@ spec:
     assert!(
         !fetch(&format!("{node_ip}:18080")).contains("served-by-pod"),
         "hostPort still open"
+    );
+}
+
+#[test]
+fn probes_termination_messages_and_live_config_updates() {
+    let _g = serial();
+    let n = Node::start("pods-5", "10.205.0.0/16");
+    let s = &n.server;
+    s.k(&["create", "configmap", "live", "--from-literal=value=one"]);
+    s.k_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  nodeName: pods-5
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: live, configMap: {name: live}}]
+  containers:
+  - name: web
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && (sleep 3; echo ok > /www/ready.html) & exec httpd -f -p 8080 -h /www"]
+    readinessProbe: {httpGet: {path: /ready.html, port: 8080}, periodSeconds: 1}
+  - name: dead
+    image: busybox
+    command: ["sh", "-c", "while true; do cat /live/value; echo; sleep 1; done"]
+    volumeMounts: [{name: live, mountPath: /live}]
+    livenessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: farewell}
+spec:
+  nodeName: pods-5
+  restartPolicy: Never
+  containers:
+  - name: a
+    image: busybox
+    command: ["sh", "-c", "echo bye > /dev/termination-log; exit 2"]
+  - name: b
+    image: busybox
+    command: ["sh", "-c", "echo last words; exit 1"]
+    terminationMessagePolicy: FallbackToLogsOnError
+"#,
+    );
+    n.wait_phase("probed", "Running");
+    let ready = |c: usize| {
+        n.jsonpath(
+            "probed",
+            &format!("{{.status.containerStatuses[{c}].ready}}"),
+        )
+    };
+    // Not ready until the readiness page exists.
+    let web_not_ready_first = ready(0) == "false";
+    n.wait("readiness to pass", 30, |_| ready(0) == "true");
+    assert!(web_not_ready_first, "web was ready before its probe passed");
+    // The liveness probe of `dead` fails and the container is restarted.
+    n.wait("a liveness restart", 60, |_| {
+        n.jsonpath("probed", "{.status.containerStatuses[1].restartCount}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
+    });
+    let events = s.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("Liveness probe failed"),
+        "{events}"
+    );
+    assert!(
+        events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    assert!(events.contains("Started"), "{events}");
+
+    // A ConfigMap change reaches the mounted file in place.
+    s.k(&[
+        "patch",
+        "configmap",
+        "live",
+        "-p",
+        r#"{"data":{"value":"two"}}"#,
+    ]);
+    n.wait("the updated ConfigMap in the volume", 60, |s| {
+        s.kubectl(&["logs", "probed", "-c", "dead", "--tail=1"])
+            .1
+            .trim()
+            == "two"
+    });
+
+    n.wait_phase("farewell", "Failed");
+    let msg = |c: usize| {
+        n.jsonpath(
+            "farewell",
+            &format!("{{.status.containerStatuses[{c}].state.terminated.message}}"),
+        )
+    };
+    assert_eq!(msg(0).trim(), "bye");
+    assert_eq!(msg(1).trim(), "last words");
+}
+
+#[test]
+fn a_failing_cni_plugin_is_reported_and_leaves_nothing_behind() {
+    let _g = serial();
+    // Debian's plugins, except a bridge that refuses every ADD.
+    let bin = tempfile::tempdir().unwrap();
+    for p in ["host-local", "portmap", "loopback"] {
+        std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), bin.path().join(p)).unwrap();
+    }
+    let bridge = bin.path().join("bridge");
+    std::fs::write(
+        &bridge,
+        "#!/bin/sh\ncase \"$CNI_COMMAND\" in\nVERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}' ;;\nADD) echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"no bridge today\"}'; exit 1 ;;\n*) exit 0 ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bridge, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let n = Node::start_with(
+        "pods-6",
+        "10.206.0.0/16",
+        &["--cni-bin-dir", bin.path().to_str().unwrap()],
+    );
+    let s = &n.server;
+    s.k(&[
+        "run",
+        "stuck",
+        "--image=busybox",
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"nodeName":"pods-6"}}"#,
+        "--",
+        "sleep",
+        "100",
+    ]);
+    n.wait("the sandbox failure event", 30, |s| {
+        s.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=stuck",
+        ])
+        .1
+        .contains("no bridge today")
+    });
+    let events = s.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=stuck",
+    ]);
+    assert!(events.contains("FailedCreatePodSandBox"), "{events}");
+    assert_eq!(n.jsonpath("stuck", "{.status.phase}"), "Pending");
+    assert_eq!(
+        n.jsonpath(
+            "stuck",
+            "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
+        ),
+        "False"
+    );
+    let uid = n.jsonpath("stuck", "{.metadata.uid}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !PathBuf::from("/run/k1s/netns").join(&uid).exists(),
+        "a network namespace leaked"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains("k1s0"),
+        "the bridge exists although no pod got a network: {links}"
     );
 }

@@ -6,10 +6,12 @@
 pub mod container;
 pub mod env;
 pub mod etc;
+pub mod events;
 pub mod lease;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod server;
 pub mod status;
 pub mod volumes;

@@ -148,19 +148,63 @@ fn secret_bytes(src: &Sources, name: &str) -> Option<BTreeMap<String, Vec<u8>>> 
     )
 }
 
+/// What the volume shows now, read through `..data`: every file with its content and mode.
+fn current(dir: &Path) -> Files {
+    fn walk(base: &Path, rel: &str, out: &mut Files) {
+        let Ok(entries) = std::fs::read_dir(base.join(rel)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(base, &r, out),
+                Ok(_) => {
+                    let p = base.join(&r);
+                    if let (Ok(c), Ok(m)) = (std::fs::read(&p), std::fs::metadata(&p)) {
+                        out.insert(r, (c, m.permissions().mode() & 0o777));
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Files::new();
+    walk(&dir.join("..data"), "", &mut out);
+    out
+}
+
+/// Write the volume's files the way upstream's atomic writer does, so that a running
+/// container, which has the directory bind-mounted, sees a whole new set at once: the files
+/// live in a timestamped directory, `..data` points at it, and each top-level name is a link
+/// through `..data`. An update writes a new directory and swaps `..data` with one rename.
 fn write_files(volume: &str, dir: &Path, files: &Files) -> Result<(), VolumeError> {
-    // Write into a fresh directory and swap it in, so a container never sees half a set.
-    let tmp = dir.with_extension("new");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(volume, &tmp))?;
-    for (rel, (content, mode)) in files {
-        if rel.starts_with('/') || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+    for rel in files.keys() {
+        if rel.starts_with('/')
+            || rel
+                .split('/')
+                .any(|p| p == ".." || p == "." || p.is_empty())
+            || rel.starts_with("..")
+        {
             return Err(VolumeError::BadItemPath {
                 volume: volume.into(),
                 path: rel.clone(),
             });
         }
-        let path = tmp.join(rel);
+    }
+    std::fs::create_dir_all(dir).map_err(io(volume, dir))?;
+    if dir.join("..data").exists() && current(dir) == *files {
+        return Ok(());
+    }
+    let stamp = format!("..{}", jiff::Timestamp::now().as_nanosecond());
+    let data = dir.join(&stamp);
+    std::fs::create_dir_all(&data).map_err(io(volume, &data))?;
+    for (rel, (content, mode)) in files {
+        let path = data.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(volume, parent))?;
         }
@@ -168,8 +212,34 @@ fn write_files(volume: &str, dir: &Path, files: &Files) -> Result<(), VolumeErro
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
             .map_err(io(volume, &path))?;
     }
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir).map_err(io(volume, dir))?;
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&stamp, &tmp_link).map_err(io(volume, &tmp_link))?;
+    std::fs::rename(&tmp_link, dir.join("..data")).map_err(io(volume, dir))?;
+    // Top-level names: links through ..data; names no longer present go.
+    let top: std::collections::BTreeSet<String> = files
+        .keys()
+        .map(|k| k.split('/').next().unwrap_or(k).to_string())
+        .collect();
+    for name in &top {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)
+                .map_err(io(volume, &link))?;
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("..") && !top.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Some(old) = old.filter(|o| o.as_os_str() != stamp.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
     Ok(())
 }
 
@@ -488,6 +558,50 @@ mod tests {
         assert!(vols["cfg"].readonly);
         cleanup(dir.path()).unwrap();
         assert!(!dir.path().join("volumes").exists());
+    }
+
+    #[test]
+    fn updates_swap_in_place_under_a_stable_directory() {
+        use std::os::unix::fs::MetadataExt;
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [], "volumes": [{"name": "cfg", "configMap": {"name": "c"}}]}
+        }))
+        .unwrap();
+        let with = |pairs: &[(&str, &str)]| {
+            let mut src = Sources::default();
+            let cm = k8s_openapi::api::core::v1::ConfigMap {
+                data: Some(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            };
+            src.config_maps.insert("c".into(), cm);
+            src
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = prepare(&pod, dir.path(), &with(&[("a", "1"), ("b", "2")])).unwrap();
+        let path = v1["cfg"].path.clone();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let data1 = std::fs::read_link(path.join("..data")).unwrap();
+        // Unchanged content: nothing is rewritten.
+        prepare(&pod, dir.path(), &with(&[("a", "1"), ("b", "2")])).unwrap();
+        assert_eq!(std::fs::read_link(path.join("..data")).unwrap(), data1);
+        prepare(&pod, dir.path(), &with(&[("a", "10")])).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "the mounted directory changed"
+        );
+        assert_eq!(std::fs::read_to_string(path.join("a")).unwrap(), "10");
+        assert!(!path.join("b").exists(), "a removed key is still visible");
+        assert!(
+            !path.join(&data1).exists(),
+            "the old data directory is left behind"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use super::container::{self, Context};
 use super::env::{self, Sources};
+use super::events;
+use super::probes::Prober;
 use super::status::{self, Instance, Observed, PodView};
 use super::volumes;
 use super::Runtime;
@@ -75,6 +77,13 @@ pub struct Worker {
     waiting: HashMap<String, Waiting>,
     /// Per container: pulls fail until this instant, how many failed, and the last error.
     pull_backoff: HashMap<String, (Instant, u32, String)>,
+    prober: Prober,
+    /// Per container name: whether its probes say it is ready (absent: no verdict yet).
+    probe_ready: HashMap<String, bool>,
+    /// When the ConfigMap, Secret and downward API volumes were last brought up to date.
+    volumes_refreshed: Option<Instant>,
+    /// The last sandbox error reported, so each is reported once.
+    sandbox_error: Option<String>,
 }
 
 impl Worker {
@@ -86,6 +95,10 @@ impl Worker {
             pod_ips: Vec::new(),
             waiting: HashMap::new(),
             pull_backoff: HashMap::new(),
+            prober: Prober::default(),
+            probe_ready: HashMap::new(),
+            volumes_refreshed: None,
+            sandbox_error: None,
         }
     }
 
@@ -139,7 +152,10 @@ impl Worker {
     async fn run(&mut self, pod: &Pod) -> Result<Duration, String> {
         let spec = pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network == Some(true);
-        self.ensure_network(pod, host_network).await?;
+        if let Err(e) = self.ensure_network(pod, host_network).await {
+            self.sandbox_failed(pod, &e).await;
+            return Err(e);
+        }
         self.ensure_shim().await?;
         let states = self.shim_state().await?;
 
@@ -153,6 +169,8 @@ impl Worker {
         for v in by_name.values_mut() {
             v.sort_by_key(|(r, _)| *r);
         }
+        self.refresh_volumes(pod).await;
+        self.probe(pod, &by_name).await;
 
         let restart_policy = spec
             .restart_policy
@@ -232,7 +250,13 @@ impl Worker {
         // Observe again after acting, so the status shows what was just started.
         let states = self.shim_state().await?;
         let view = self.view(pod, &states, terminal, host_network);
-        let new = status::compute(pod, &view);
+        self.report(pod, &view).await?;
+        Ok(next)
+    }
+
+    /// Write the pod's status when it differs from what the API has.
+    async fn report(&self, pod: &Pod, view: &PodView) -> Result<(), String> {
+        let new = status::compute(pod, view);
         let changed = pod
             .status
             .as_ref()
@@ -251,7 +275,38 @@ impl Worker {
             .await
             .map_err(|e| format!("updating status: {e}"))?;
         }
-        Ok(next)
+        Ok(())
+    }
+
+    /// The sandbox could not be made: say so once per distinct error (FailedCreatePodSandBox,
+    /// as upstream), leave nothing half made, and show the pod as still creating.
+    async fn sandbox_failed(&mut self, pod: &Pod, error: &str) {
+        if self.sandbox_error.as_deref() != Some(error) {
+            self.sandbox_error = Some(error.to_string());
+            let node = self.rt.node_name.clone();
+            let msg = format!("Failed to create pod sandbox: {error}");
+            events::record(
+                &self.rt.client,
+                &node,
+                pod,
+                None,
+                true,
+                "FailedCreatePodSandBox",
+                &msg,
+            )
+            .await;
+        }
+        let net = PodNet::new(self.uid.clone(), self.netns_path());
+        let _ = self.rt.network.teardown(&net).await;
+        let p = self.netns_path();
+        let _ = tokio::task::spawn_blocking(move || netns::remove(&p)).await;
+        self.pod_ips.clear();
+        let view = PodView {
+            sandbox_ready: false,
+            host_ip: Some(self.rt.node_ip),
+            ..Default::default()
+        };
+        let _ = self.report(pod, &view).await;
     }
 
     fn view(
@@ -301,16 +356,25 @@ impl Worker {
                 .get(&c.name)
                 .map(|w| (w.reason.to_string(), Some(w.message.clone())));
             let running = latest.is_some_and(|(_, s)| s.status != Status::Exited);
+            let probed = c.readiness_probe.is_some() || c.startup_probe.is_some();
+            let ready =
+                running && (!probed || self.probe_ready.get(&c.name).copied().unwrap_or(false));
+            let with_message = |s: &ContainerState| {
+                let mut i = instance(s);
+                if s.status == Status::Exited {
+                    i.message = self.termination_message(c, s);
+                }
+                i
+            };
             view.containers.insert(
                 c.name.clone(),
                 Observed {
-                    latest: latest.map(|(_, s)| instance(s)),
-                    previous: previous.map(|(_, s)| instance(s)),
+                    latest: latest.map(|(_, s)| with_message(s)),
+                    previous: previous.map(|(_, s)| with_message(s)),
                     restart_count: latest.map(|(r, _)| *r as i32).unwrap_or(0),
                     waiting: if running { None } else { waiting },
                     image_id,
-                    // Probes come later: a running container counts as ready.
-                    ready: running,
+                    ready,
                 },
             );
         }
@@ -381,12 +445,14 @@ impl Worker {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let began = Instant::now();
         let path = self.netns_path();
         let p = path.clone();
         tokio::task::spawn_blocking(move || netns::create(&p))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("creating the network namespace: {e}"))?;
+        let netns_done = Instant::now();
         let net = self.pod_net(pod);
         let status = self
             .rt
@@ -394,6 +460,12 @@ impl Worker {
             .setup(&net)
             .await
             .map_err(|e| format!("setting up the pod network: {e}"))?;
+        tracing::info!(
+            pod = %pod_key(pod),
+            netns_ms = (netns_done - began).as_secs_f64() * 1e3,
+            cni_ms = netns_done.elapsed().as_secs_f64() * 1e3,
+            "pod sandbox ready"
+        );
         self.pod_ips = status.ips.clone();
         self.write_etc(pod, status.ips.first().copied(), false)?;
         Ok(())
@@ -523,6 +595,7 @@ impl Worker {
         restart: u32,
         host_network: bool,
     ) -> Result<(), Waiting> {
+        let began = Instant::now();
         let image = self.pull(pod, c).await?;
         let config_err = |message: String| Waiting {
             reason: "CreateContainerConfigError",
@@ -555,11 +628,26 @@ impl Worker {
             .mount_rootfs(&image, &container_dir)
             .map_err(|e| create_err(e.to_string()))?;
         let etc = self.pod_dir().join("etc");
-        let etc_files = vec![
+        let mut etc_files = vec![
             ("/etc/hosts".to_string(), etc.join("hosts")),
             ("/etc/resolv.conf".to_string(), etc.join("resolv.conf")),
             ("/etc/hostname".to_string(), etc.join("hostname")),
         ];
+        // The termination message file, read back when the container ends.
+        let term = self.termination_file(&id);
+        if let Some(dir) = term.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| create_err(format!("{}: {e}", dir.display())))?;
+        }
+        std::fs::write(&term, b"").map_err(|e| create_err(format!("{}: {e}", term.display())))?;
+        std::fs::set_permissions(&term, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .map_err(|e| create_err(format!("{}: {e}", term.display())))?;
+        etc_files.push((
+            c.termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+            term,
+        ));
         let cx = Context {
             pod,
             id: &id,
@@ -585,15 +673,209 @@ impl Worker {
             .shim
             .as_mut()
             .ok_or_else(|| create_err("no shim".into()))?;
+        let created = Instant::now();
         shim.create(&spec, &log_path, None)
             .await
             .map_err(|e| create_err(e.to_string()))?;
+        let started = Instant::now();
         shim.start(&id).await.map_err(|e| Waiting {
             reason: "RunContainerError",
             message: e.to_string(),
         })?;
+        tracing::info!(
+            pod = %pod_key(pod),
+            container = %c.name,
+            prepare_ms = (created - began).as_secs_f64() * 1e3,
+            create_ms = (started - created).as_secs_f64() * 1e3,
+            start_ms = started.elapsed().as_secs_f64() * 1e3,
+            "container started"
+        );
+        let node = self.rt.node_name.clone();
+        events::record(
+            &self.rt.client,
+            &node,
+            pod,
+            Some(&c.name),
+            false,
+            "Created",
+            &format!("Created container {}", c.name),
+        )
+        .await;
+        events::record(
+            &self.rt.client,
+            &node,
+            pod,
+            Some(&c.name),
+            false,
+            "Started",
+            &format!("Started container {}", c.name),
+        )
+        .await;
         self.prune(pod, c, restart).await;
         Ok(())
+    }
+
+    fn termination_file(&self, id: &str) -> PathBuf {
+        self.pod_dir().join("termination").join(id)
+    }
+
+    /// The message a finished container left: its termination message file, or with
+    /// `FallbackToLogsOnError` and a failure, the end of its log (upstream's limits).
+    fn termination_message(&self, c: &Container, s: &ContainerState) -> Option<String> {
+        let mut msg = std::fs::read(self.termination_file(&s.id)).unwrap_or_default();
+        msg.truncate(4096);
+        let fallback = c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        if msg.is_empty() && fallback && s.exit_code.unwrap_or(1) != 0 {
+            let text = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+            let lines: Vec<String> = text
+                .lines()
+                .filter_map(|l| super::logs::parse(l).map(|r| r.content.to_string()))
+                .collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            let start = tail.len().saturating_sub(2048);
+            let start = (start..=tail.len())
+                .find(|i| tail.is_char_boundary(*i))
+                .unwrap_or(0);
+            msg = tail.as_bytes()[start..].to_vec();
+        }
+        (!msg.is_empty()).then(|| String::from_utf8_lossy(&msg).into_owned())
+    }
+
+    /// Bring ConfigMap, Secret and downward API volumes up to date every 10 s; the files
+    /// change in place, atomically, under the containers' feet as upstream's do.
+    async fn refresh_volumes(&mut self, pod: &Pod) {
+        if self
+            .volumes_refreshed
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.volumes_refreshed = Some(Instant::now());
+        if !self.pod_dir().join("volumes").exists() {
+            return;
+        }
+        let none = Container::default();
+        match self.sources(pod, &none).await {
+            Ok(src) => {
+                if let Err(e) = volumes::prepare(pod, &self.pod_dir(), &src) {
+                    tracing::debug!(pod = %pod_key(pod), error = %e, "refreshing volumes");
+                }
+            }
+            Err(e) => tracing::debug!(pod = %pod_key(pod), error = %e, "refreshing volumes"),
+        }
+    }
+
+    /// Run the due probes of running containers; restart those whose liveness or startup
+    /// probe failed for good.
+    async fn probe(&mut self, pod: &Pod, by_name: &BTreeMap<String, Vec<(u32, ContainerState)>>) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let ip = if spec.host_network == Some(true) {
+            self.rt.node_ip
+        } else {
+            match self.pod_ips.first() {
+                Some(ip) => *ip,
+                None => return,
+            }
+        };
+        let live: Vec<String> = by_name
+            .values()
+            .filter_map(|v| v.last())
+            .filter(|(_, s)| s.status == Status::Running)
+            .map(|(_, s)| s.id.clone())
+            .collect();
+        self.prober.retain(&live);
+        let all: Vec<Container> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .cloned()
+            .collect();
+        for c in &all {
+            let probed = c.liveness_probe.is_some()
+                || c.readiness_probe.is_some()
+                || c.startup_probe.is_some();
+            let Some((_, s)) = by_name.get(&c.name).and_then(|v| v.last()) else {
+                continue;
+            };
+            if !probed || s.status != Status::Running {
+                self.probe_ready.remove(&c.name);
+                continue;
+            }
+            let started = time(&s.started_at)
+                .map(|t| t.0)
+                .unwrap_or_else(jiff::Timestamp::now);
+            let age = Duration::try_from(jiff::Timestamp::now().duration_since(started))
+                .unwrap_or_default();
+            let dir = self.shim_dir();
+            let id = s.id.clone();
+            let mut exec = move |cmd: Vec<String>,
+                                 timeout: Duration|
+                  -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<i32, String>> + Send>,
+            > {
+                let (dir, id) = (dir.clone(), id.clone());
+                Box::pin(async move { exec_probe(&dir, &id, cmd, timeout).await })
+            };
+            let v = self.prober.check(c, &s.id, age, ip, &mut exec).await;
+            self.probe_ready.insert(c.name.clone(), v.ready);
+            let node = self.rt.node_name.clone();
+            for u in &v.unhealthy {
+                events::record(
+                    &self.rt.client,
+                    &node,
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "Unhealthy",
+                    u,
+                )
+                .await;
+            }
+            if let Some(msg) = v.kill {
+                events::record(
+                    &self.rt.client,
+                    &node,
+                    pod,
+                    Some(&c.name),
+                    false,
+                    "Killing",
+                    &msg,
+                )
+                .await;
+                self.kill_gracefully(pod, &s.id).await;
+            }
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after the pod's grace period unless it ended.
+    async fn kill_gracefully(&mut self, pod: &Pod, id: &str) {
+        let Some(shim) = self.shim.as_mut() else {
+            return;
+        };
+        let _ = shim.kill(id, libc_sigterm()).await;
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        let (dir, id) = (self.shim_dir(), id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(grace)).await;
+            if let Ok(mut shim) = ShimClient::connect(&dir).await {
+                if let Ok(states) = shim.state().await {
+                    if states
+                        .iter()
+                        .any(|s| s.id == id && s.status == Status::Running)
+                    {
+                        let _ = shim
+                            .kill(&id, nix::sys::signal::Signal::SIGKILL as i32)
+                            .await;
+                    }
+                }
+            }
+        });
     }
 
     /// Keep only the current and the previous instance of a container (for `logs --previous`).
@@ -640,8 +922,43 @@ impl Worker {
             }
         }
         let auth = self.pull_secrets(pod).await;
+        let node = self.rt.node_name.clone();
+        let present = policy != PullPolicy::Always && self.rt.images.lookup(&name).is_some();
+        if !present && policy != PullPolicy::Never {
+            events::record(
+                &self.rt.client,
+                &node,
+                pod,
+                Some(&c.name),
+                false,
+                "Pulling",
+                &format!("Pulling image \"{name}\""),
+            )
+            .await;
+        }
+        let began = Instant::now();
         match self.rt.images.ensure(&name, policy, &auth).await {
-            Ok(img) => Ok(img),
+            Ok(img) => {
+                let msg = if present {
+                    format!("Container image \"{name}\" already present on machine")
+                } else {
+                    format!(
+                        "Successfully pulled image \"{name}\" in {:?}",
+                        began.elapsed()
+                    )
+                };
+                events::record(
+                    &self.rt.client,
+                    &node,
+                    pod,
+                    Some(&c.name),
+                    false,
+                    "Pulled",
+                    &msg,
+                )
+                .await;
+                Ok(img)
+            }
             // Nothing to back off from: the image can only appear by import.
             Err(e) if policy == PullPolicy::Never => Err(Waiting {
                 reason: "ErrImageNeverPull",
@@ -651,6 +968,16 @@ impl Worker {
                 let n = self.pull_backoff.get(&c.name).map(|b| b.1 + 1).unwrap_or(1);
                 let message = e.to_string();
                 let until = Instant::now() + backoff(n);
+                events::record(
+                    &self.rt.client,
+                    &node,
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    &format!("Failed to pull image \"{name}\": {message}"),
+                )
+                .await;
                 self.pull_backoff
                     .insert(c.name.clone(), (until, n, message.clone()));
                 Err(Waiting {
@@ -798,6 +1125,17 @@ fn image_id(i: &Image) -> String {
 
 fn libc_sigterm() -> i32 {
     nix::sys::signal::Signal::SIGTERM as i32
+}
+
+/// Run an exec probe's command in container `id` through the pod's shim.
+async fn exec_probe(
+    dir: &std::path::Path,
+    id: &str,
+    cmd: Vec<String>,
+    timeout: Duration,
+) -> Result<i32, String> {
+    let _ = (dir, id, cmd, timeout);
+    Err("exec probes need exec in the shim, which is not built yet".into())
 }
 
 pub fn pod_key(pod: &Pod) -> String {

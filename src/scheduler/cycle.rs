@@ -1,0 +1,140 @@
+//! One scheduling attempt for one pod, over a consistent view of the cache: run every
+//! filter on every node, score the survivors, pick the best (ties at random), or explain
+//! why no node fits in upstream's words. It must never call the API or change the cache.
+
+use super::cache::{Cache, NodeInfo, PodInfo};
+use super::filters::{self, Reject};
+use super::interpod::InterPod;
+use super::scores;
+use k8s_openapi::api::core::v1::Node;
+use rand::Rng;
+use std::collections::BTreeMap;
+
+/// Why no node fits: how many nodes gave each reason, and which nodes evicting pods
+/// could help on (they failed only for resolvable reasons).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub total: usize,
+    pub reasons: BTreeMap<String, usize>,
+    pub unresolvable: usize,
+    pub resolvable_nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Place(String),
+    NoFit(Diagnosis),
+}
+
+pub const NO_NODES: &str = "no nodes available to schedule pods";
+
+/// Runs every filter on one node: the node-local ones, then the cluster-wide ones.
+pub fn filter_node(pod: &PodInfo, info: &NodeInfo, inter: &InterPod) -> Result<(), Reject> {
+    filters::run_all(pod, info)?;
+    inter.filter(pod, info)
+}
+
+pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
+    let inter = InterPod::prepare(pod, cache);
+    let nodes: Vec<&NodeInfo> = cache.nodes.values().filter(|n| n.node.is_some()).collect();
+    let mut diag = Diagnosis {
+        total: nodes.len(),
+        ..Default::default()
+    };
+    let mut feasible = Vec::new();
+    for info in &nodes {
+        let view = cache.with_nominated(pod, info);
+        match filter_node(pod, &view, &inter) {
+            Ok(()) => feasible.push(*info),
+            Err(r) => {
+                for reason in r.reasons {
+                    *diag.reasons.entry(reason).or_insert(0) += 1;
+                }
+                if r.unresolvable {
+                    diag.unresolvable += 1;
+                } else {
+                    diag.resolvable_nodes.push(info.name.clone());
+                }
+            }
+        }
+    }
+    if feasible.is_empty() {
+        return Decision::NoFit(diag);
+    }
+    if feasible.len() == 1 {
+        return Decision::Place(feasible[0].name.clone());
+    }
+    let all: Vec<&Node> = nodes.iter().filter_map(|n| n.node.as_deref()).collect();
+    let totals = scores::score(pod, &feasible, &inter, &all);
+    // reservoir sampling over the best: ties broken uniformly at random
+    let mut best = i64::MIN;
+    let mut seen = 0u32;
+    let mut pick = 0;
+    for (i, s) in totals.iter().enumerate() {
+        if *s > best {
+            best = *s;
+            seen = 1;
+            pick = i;
+        } else if *s == best {
+            seen += 1;
+            if rng.gen_range(0..seen) == 0 {
+                pick = i;
+            }
+        }
+    }
+    Decision::Place(feasible[pick].name.clone())
+}
+
+fn histogram(counts: &BTreeMap<String, usize>) -> String {
+    // upstream sorts the "<count> <reason>" strings as text, count included
+    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+/// What preemption could do, in upstream's words: `None` when the pod may not preempt.
+pub fn preemption_message(d: &Diagnosis, may_preempt: bool) -> String {
+    if !may_preempt {
+        return "preemption: not eligible due to preemptionPolicy=Never.".into();
+    }
+    let mut counts = BTreeMap::new();
+    if d.unresolvable > 0 {
+        counts.insert(
+            "Preemption is not helpful for scheduling".to_string(),
+            d.unresolvable,
+        );
+    }
+    let rest = d.total - d.unresolvable;
+    if rest > 0 {
+        counts.insert(
+            "No preemption victims found for incoming pod".to_string(),
+            rest,
+        );
+    }
+    format!(
+        "preemption: 0/{} nodes are available: {}.",
+        d.total,
+        histogram(&counts)
+    )
+}
+
+/// The FailedScheduling message: `0/3 nodes are available: 1 Insufficient cpu, 2 node(s)
+/// had untolerated taint {..}. preemption: ...`.
+pub fn failure_message(d: &Diagnosis, preemption: Option<&str>) -> String {
+    if d.total == 0 {
+        return NO_NODES.into();
+    }
+    let mut msg = format!("0/{} nodes are available:", d.total);
+    if !d.reasons.is_empty() {
+        msg.push_str(&format!(" {}.", histogram(&d.reasons)));
+    }
+    if let Some(p) = preemption {
+        msg.push(' ');
+        msg.push_str(p);
+    }
+    msg
+}
+
+#[cfg(test)]
+#[path = "cycle_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+//! Watches over pods and nodes that keep the scheduler's cache and queue current: bound
+//! pods update their node's aggregates, pending pods for this scheduler enter the queue,
+//! and changes that may make room (a node added or changed, a bound pod gone) retry the
+//! unschedulable pods. A re-list drops what disappeared meanwhile. It must never write to
+//! the API or place pods.
+
+use super::cache::{terminated, PodInfo};
+use super::{Shared, SCHEDULER_NAME};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often pending pods are listed again, so that an event lost between a watch ending
+/// and resuming cannot leave a pod pending for good (level-triggered repair).
+const RESYNC: Duration = Duration::from_secs(30);
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Whether this scheduler is responsible for the pod.
+pub fn ours(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.scheduler_name.as_deref())
+        .is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME)
+}
+
+fn bound_node(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+}
+
+impl Shared {
+    fn apply_pod(&self, pod: Pod) {
+        let key = pod_key(&pod);
+        let pod = Arc::new(pod);
+        if terminated(&pod) {
+            self.queue.delete(&key);
+            if self.cache().remove(&key) {
+                self.queue.move_all();
+            }
+            return;
+        }
+        if let Some(node) = bound_node(&pod).map(String::from) {
+            self.queue.delete(&key);
+            let info = Arc::new(PodInfo::new(pod));
+            let mut cache = self.cache();
+            let was_assumed = cache.is_assumed(&key);
+            let new = cache.place(info, &node, false);
+            drop(cache);
+            // a pod we did not place may be what a pending pod's affinity waits for
+            if new && !was_assumed {
+                self.queue.move_all();
+            }
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() || !ours(&pod) {
+            self.queue.delete(&key);
+            self.cache().unnominate(&key);
+            return;
+        }
+        let mut cache = self.cache();
+        if cache.node_of(&key).is_some() {
+            return;
+        }
+        let nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone());
+        match nominated.filter(|n| !n.is_empty()) {
+            Some(node) => cache.nominate(Arc::new(PodInfo::new(pod.clone())), &node),
+            None => cache.unnominate(&key),
+        }
+        drop(cache);
+        self.queue.add_or_update(&key, pod);
+    }
+
+    fn delete_pod(&self, key: &str) {
+        self.queue.delete(key);
+        if self.cache().remove(key) {
+            self.queue.move_all();
+        }
+    }
+
+    pub async fn watch_pods(self: Arc<Self>) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let mut seen = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(p)) => self.apply_pod(p),
+                Ok(watcher::Event::Delete(p)) => self.delete_pod(&pod_key(&p)),
+                Ok(watcher::Event::Init) => seen.clear(),
+                Ok(watcher::Event::InitApply(p)) => {
+                    seen.insert(pod_key(&p));
+                    self.apply_pod(p);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let known = self.cache().pod_keys();
+                    for key in known.into_iter().chain(self.queue.keys()) {
+                        if !seen.contains(&key) {
+                            self.delete_pod(&key);
+                        }
+                    }
+                    self.pods_synced.notify_one();
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler pod watch"),
+            }
+        }
+    }
+
+    fn apply_node(&self, node: Node) {
+        if self.cache().set_node(Arc::new(node)) {
+            self.queue.move_all();
+        }
+    }
+
+    pub async fn watch_nodes(self: Arc<Self>) {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let mut seen = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(n)) => self.apply_node(n),
+                Ok(watcher::Event::Delete(n)) => {
+                    self.cache()
+                        .remove_node(n.metadata.name.as_deref().unwrap_or(""));
+                }
+                Ok(watcher::Event::Init) => seen.clear(),
+                Ok(watcher::Event::InitApply(n)) => {
+                    seen.insert(n.metadata.name.clone().unwrap_or_default());
+                    self.apply_node(n);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let mut cache = self.cache();
+                    let gone: Vec<String> = cache
+                        .nodes
+                        .iter()
+                        .filter(|(name, info)| info.node.is_some() && !seen.contains(*name))
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                    for name in gone {
+                        cache.remove_node(&name);
+                    }
+                    drop(cache);
+                    self.nodes_synced.notify_one();
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler node watch"),
+            }
+        }
+    }
+
+    /// Lists the pods with no node every `RESYNC` and queues any the watch did not bring.
+    pub async fn resync_pending(self: Arc<Self>) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let params = ListParams::default().fields("spec.nodeName=");
+        loop {
+            tokio::time::sleep(RESYNC).await;
+            match api.list(&params).await {
+                Ok(list) => {
+                    for pod in list.items {
+                        if !self.queue.contains(&pod_key(&pod)) {
+                            self.apply_pod(pod);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler resync"),
+            }
+        }
+    }
+}

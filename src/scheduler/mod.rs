@@ -1,0 +1,222 @@
+//! The scheduler: binds pending pods (no `spec.nodeName`, `schedulerName` unset or
+//! `default-scheduler`) to nodes. Informers keep a cache of nodes with per-node aggregates
+//! and a priority queue of pending pods; each attempt filters every node, scores the ones
+//! left and binds through `pods/binding`, or records why nothing fits (event and
+//! PodScheduled condition) and tries preemption. It reaches the cluster only through the
+//! `kube::Client` it is given, never the store or the registry, and keeps no state another
+//! component relies on: a restarted scheduler rebuilds everything from a list.
+
+mod binder;
+mod cache;
+mod cycle;
+mod filters;
+mod informers;
+mod interpod;
+mod preempt;
+mod queue;
+mod resources;
+mod scores;
+mod selectors;
+#[cfg(test)]
+mod testutil;
+
+use cache::{Cache, PodInfo};
+use cycle::Decision;
+use kube::Client;
+use queue::{Popped, Queue};
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+/// Bindings in flight at once: binding is an API round trip, scheduling is not.
+const PARALLEL_BINDS: usize = 32;
+/// A binding not answered by then is abandoned and retried. Conflicts are retried too:
+/// if someone else bound the pod meanwhile, the watch takes it out of the queue.
+const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same failure is reported again (event and condition) at most this often.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("binding pod {pod} to node {node}: {source}")]
+    Bind {
+        pod: String,
+        node: String,
+        source: kube::Error,
+    },
+    #[error("binding pod {pod} to node {node}: no answer")]
+    BindTimeout { pod: String, node: String },
+    #[error("recording event {reason} for pod {pod}: {source}")]
+    Event {
+        pod: String,
+        reason: String,
+        source: kube::Error,
+    },
+    #[error("setting the PodScheduled condition of pod {pod}: {source}")]
+    Status { pod: String, source: kube::Error },
+    #[error("deleting preemption victim {pod}: {source}")]
+    Evict { pod: String, source: kube::Error },
+}
+
+/// State shared by the informers, the scheduling loop and the binding tasks.
+pub(crate) struct Shared {
+    client: Client,
+    cache: Mutex<Cache>,
+    queue: Queue,
+    pods_synced: Notify,
+    nodes_synced: Notify,
+    /// Last failure message reported per pod, and when, to avoid an event per retry.
+    reported: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Shared {
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().expect("scheduler cache lock")
+    }
+}
+
+/// Runs the scheduler until `cancel` fires.
+pub async fn run(client: Client, cancel: CancellationToken) {
+    let shared = Arc::new(Shared {
+        client,
+        cache: Mutex::new(Cache::default()),
+        queue: Queue::default(),
+        pods_synced: Notify::new(),
+        nodes_synced: Notify::new(),
+        reported: Mutex::new(HashMap::new()),
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(shared.clone().watch_pods());
+    tasks.spawn(shared.clone().watch_nodes());
+    // decisions need the whole picture: wait for both initial lists
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = async {
+            shared.nodes_synced.notified().await;
+            shared.pods_synced.notified().await;
+        } => {}
+    }
+    tasks.spawn(shared.clone().resync_pending());
+    tracing::info!("scheduler started");
+    let binds = Arc::new(Semaphore::new(PARALLEL_BINDS));
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    while let Some(popped) = shared.queue.pop(&cancel).await {
+        while tasks.try_join_next().is_some() {}
+        let info = Arc::new(PodInfo::new(popped.pod.clone()));
+        let decision = {
+            let mut cache = shared.cache();
+            if cache.node_of(&popped.key).is_some() {
+                drop(cache);
+                shared.queue.done(&popped.key);
+                continue;
+            }
+            let d = cycle::schedule(&info, &cache, &mut rng);
+            if let Decision::Place(node) = &d {
+                // assume the placement now so the next pod sees this one's requests
+                cache.place(info.clone(), node, true);
+            }
+            d
+        };
+        match decision {
+            Decision::Place(node) => {
+                let Ok(permit) = binds.clone().acquire_owned().await else {
+                    break;
+                };
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    shared.bind(popped, node).await;
+                    drop(permit);
+                });
+            }
+            Decision::NoFit(diag) => {
+                let nominated = preempt::try_preempt(&shared, &info, &diag);
+                let may = preempt::may_preempt(&info);
+                let message = if nominated.is_some() {
+                    cycle::failure_message(&diag, None)
+                } else {
+                    cycle::failure_message(&diag, Some(&cycle::preemption_message(&diag, may)))
+                };
+                shared.queue.failed(popped.moves, &popped.key, true);
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    shared.report_failure(&popped, &message, nominated).await;
+                });
+            }
+        }
+    }
+    tasks.shutdown().await;
+}
+
+impl Shared {
+    async fn bind(&self, popped: Popped, node: String) {
+        let pod = &popped.pod;
+        // a binding that never answers must not hold the pod's assumed place for good
+        let result = tokio::time::timeout(BIND_TIMEOUT, binder::bind(&self.client, pod, &node))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::BindTimeout {
+                    pod: popped.key.clone(),
+                    node: node.clone(),
+                })
+            });
+        match result {
+            Ok(()) => {
+                self.queue.done(&popped.key);
+                self.reported
+                    .lock()
+                    .expect("reported lock")
+                    .remove(&popped.key);
+                let (ns, name) = popped.key.split_once('/').unwrap_or(("", &popped.key));
+                let msg = format!("Successfully assigned {ns}/{name} to {node}");
+                if let Err(e) = binder::event(&self.client, pod, "Normal", "Scheduled", &msg).await
+                {
+                    tracing::debug!(error = %e, "scheduler event");
+                }
+            }
+            Err(Error::Bind {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => {
+                // deleted meanwhile: the watch will tell
+                self.cache().remove(&popped.key);
+                self.queue.done(&popped.key);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "binding failed, retrying");
+                self.cache().remove(&popped.key);
+                self.queue.failed(popped.moves, &popped.key, false);
+            }
+        }
+    }
+
+    async fn report_failure(&self, popped: &Popped, message: &str, nominated: Option<String>) {
+        {
+            let mut reported = self.reported.lock().expect("reported lock");
+            let now = Instant::now();
+            if let Some((last, at)) = reported.get(&popped.key) {
+                if last == message && now.duration_since(*at) < REPORT_EVERY && nominated.is_none()
+                {
+                    return;
+                }
+            }
+            reported.insert(popped.key.clone(), (message.to_string(), now));
+        }
+        tracing::debug!(pod = %popped.key, %message, "pod unschedulable");
+        let pod = &popped.pod;
+        if let Err(e) =
+            binder::event(&self.client, pod, "Warning", "FailedScheduling", message).await
+        {
+            tracing::debug!(error = %e, "scheduler event");
+        }
+        if let Err(e) =
+            binder::mark_unschedulable(&self.client, pod, message, nominated.as_deref()).await
+        {
+            tracing::debug!(error = %e, "scheduler status");
+        }
+    }
+}
