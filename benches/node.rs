@@ -4,6 +4,7 @@
 //!   (seen through a watch), p50/p99, with the agent's own stage timings from its log
 //!   (network namespace, CNI, image+volumes+rootfs, shim create, shim start);
 //! - memory: the server's RSS and PSS with no pods, and the shims' with 20 running pods.
+//!
 //! Prints tables; cleans up its pods, bridge and rules.
 
 #[path = "../tests/image_support/mod.rs"]
