@@ -183,7 +183,9 @@ async fn watch(
     let on_delete = gc.clone();
     let events = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .modify(|o: &mut Meta| o.metadata.managed_fields = None)
+            .default_backoff(),
     )
     .map_ok(move |ev| {
         if let watcher::Event::Delete(obj) = &ev {

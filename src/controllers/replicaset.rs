@@ -96,7 +96,9 @@ pub async fn run_for<K: PodSet>(client: Client, cancel: CancellationToken) {
     let (pods, writer) = reflector::store::<Pod>();
     let pod_events = reflector::reflector(
         writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            // managedFields are never read here: keep them out of the cache
+            .modify(|o: &mut Pod| o.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects();

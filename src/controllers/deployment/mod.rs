@@ -55,7 +55,9 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         watcher(
             Api::<ReplicaSet>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        // managedFields are never read here: keep them out of the cache
+        .modify(|o: &mut ReplicaSet| o.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects();
