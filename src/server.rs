@@ -136,6 +136,26 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::serviceaccount::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::garbagecollector::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::deployment::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::replicationcontroller::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::replicaset::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::nodeipam::run(
         client.clone(),
         args.cluster_cidr,

@@ -550,8 +550,9 @@ fn pods_binding_graceful_deletion_and_eviction() {
 #[test]
 fn status_subresource_and_generation() {
     let s = TestServer::start();
-    let deps = "/apis/apps/v1/namespaces/default/deployments";
-    let d = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
+    // A StatefulSet: no controller of k1s writes to it, so the test alone does.
+    let deps = "/apis/apps/v1/namespaces/default/statefulsets";
+    let d = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
     let (code, obj) = post(&s, deps, d);
     assert_eq!(code, 201, "{obj}");
     assert_eq!(obj["metadata"]["generation"], 1);

@@ -690,3 +690,58 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_deployment_rolls_out_real_pods_and_its_deletion_cascades() {
+    let _g = serial();
+    let n = Node::start("pods-7", "10.207.0.0/16");
+    let s = &n.server;
+    // Scheduled by the scheduler (no nodeName), ready once httpd answers.
+    let deploy = |version: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: busybox
+        env: [{{name: VERSION, value: "{version}"}}]
+        command: ["sh", "-c", "mkdir -p /www && echo $VERSION > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+"#
+        )
+    };
+    s.k_in(&["apply", "-f", "-"], &deploy("v1"));
+    let out = s.k(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    s.k_in(&["apply", "-f", "-"], &deploy("v2"));
+    let out = s.k(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    n.wait("only v2 pods", 60, |s| {
+        s.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].env[0].value}",
+        ])
+        .1 == "v2 v2"
+    });
+    s.k(&["delete", "deploy", "web"]);
+    n.wait("the pods to go", 60, |s| {
+        s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .1
+            .trim()
+            .is_empty()
+    });
+}

@@ -415,6 +415,14 @@ pub(super) fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, Ap
             .as_str()
             .map(String::from),
         propagation_policy: propagation,
+        orphan_dependents: match q.get("orphanDependents") {
+            Some(v) => {
+                Some(v.parse::<bool>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid orphanDependents {v:?}"))
+                })?)
+            }
+            None => b["orphanDependents"].as_bool(),
+        },
     })
 }
 

@@ -53,6 +53,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub propagation_policy: Option<String>,
+    /// The deprecated `orphanDependents`; an explicit propagationPolicy wins over it.
+    pub orphan_dependents: Option<bool>,
 }
 
 /// A write's result: the object as stored and the warnings for the client.

@@ -258,13 +258,18 @@ impl Registry {
                     ));
                 }
             }
+            let before = obj.clone();
+            let is_namespace = res.group.is_empty() && res.kind == "Namespace";
+            if !is_namespace {
+                if let Some(f) = gc_finalizers(res, &obj, opts) {
+                    obj["metadata"]["finalizers"] = Value::Array(f);
+                }
+            }
             let has_finalizers = obj["metadata"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| !f.is_empty());
-            let is_namespace = res.group.is_empty() && res.kind == "Namespace";
             let grace = self.grace_period(res, &obj, opts);
             if has_finalizers || grace > 0 || is_namespace {
-                let before = obj.clone();
                 let m = &mut obj["metadata"];
                 let marked = !m["deletionTimestamp"].is_null();
                 let shorter = m["deletionGracePeriodSeconds"]
@@ -372,4 +377,44 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+pub const ORPHAN_FINALIZER: &str = "orphan";
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// The finalizers a delete leaves for the garbage collector, as upstream's generic store
+/// sets them: `orphan` for Orphan (or orphanDependents=true), `foregroundDeletion` for
+/// Foreground; an explicit policy replaces a finalizer an earlier delete set; without one,
+/// the object's own finalizer stands, else the kind's default (core/v1
+/// ReplicationControllers orphan for backwards compatibility; everything else, the apps/v1
+/// workloads included, goes in the background). None when nothing changes.
+fn gc_finalizers(res: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> Option<Vec<Value>> {
+    let current: Vec<Value> = obj["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let has = |f: &str| current.iter().any(|v| v == f);
+    let orphan_by_default = res.group.is_empty() && res.kind == "ReplicationController";
+    let (orphan, foreground) = match (opts.propagation_policy.as_deref(), opts.orphan_dependents) {
+        (Some("Orphan"), _) => (true, false),
+        (Some("Foreground"), _) => (false, true),
+        (Some(_), _) => (false, false),
+        (None, Some(o)) => (o, false),
+        (None, None) if has(ORPHAN_FINALIZER) => (true, false),
+        (None, None) if has(FOREGROUND_FINALIZER) => (false, true),
+        (None, None) => (orphan_by_default, false),
+    };
+    let mut out: Vec<Value> = current
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    if orphan {
+        out.push(json!(ORPHAN_FINALIZER));
+    }
+    if foreground {
+        out.push(json!(FOREGROUND_FINALIZER));
+    }
+    let same = out.len() == current.len() && out.iter().all(|f| current.contains(f));
+    (!same).then_some(out)
 }
