@@ -10,11 +10,13 @@
 //! (the shim's own stderr), `state.json`, `state/` (libcontainer's root), `bundles/<id>/`.
 
 mod client;
+mod exec;
 mod logs;
 mod pod;
 pub mod protocol;
 mod runtime;
 mod server;
+pub mod session;
 mod state;
 
 use std::fs::{File, OpenOptions};
@@ -29,7 +31,9 @@ use nix::unistd::{fork, ForkResult};
 
 pub use client::{last_known_state, ShimClient, ShimError};
 pub use logs::MAX_LINE_BYTES;
-pub use protocol::{ContainerState, ErrorKind, LogLimits, Request, Response, Status};
+pub use protocol::{
+    ContainerState, ErrorKind, ExecProcess, LogLimits, Request, Response, Status, Stdio,
+};
 pub use server::socket_path;
 pub use state::StateError;
 

@@ -7,9 +7,10 @@
 //! and never block for long on one source: each pipe gives at most one read per turn, so a
 //! container writing fast cannot starve the others or the agent's requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::IoSlice;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ use nix::sys::signalfd::{SfdFlags, SigSet, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::exec::Execs;
+use super::exec::FdReply;
 use super::logs::Stream;
 use super::pod::Pod;
 use super::protocol::{ErrorKind, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
@@ -51,6 +54,8 @@ struct Client {
     stream: UnixStream,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// Fds to send with the byte at each offset of `outbuf` (the start of their answer).
+    fds: VecDeque<(usize, Vec<OwnedFd>)>,
     /// Stop reading: EOF, an oversized line, or the peer went away.
     closed: bool,
 }
@@ -80,6 +85,7 @@ pub struct Server {
     clients: BTreeMap<u64, Client>,
     next_client: u64,
     shutdown: Option<Shutdown>,
+    execs: Execs,
 }
 
 /// The signals the loop takes through its signalfd; blocked for normal delivery.
@@ -114,6 +120,7 @@ impl Server {
             clients: BTreeMap::new(),
             next_client: 0,
             shutdown: None,
+            execs: Execs::default(),
         })
     }
 
@@ -132,8 +139,16 @@ impl Server {
                     Token::PidFd(id) => self.adopted_exit(&id),
                 }
             }
-            self.clients
-                .retain(|_, c| !(c.closed && c.outbuf.is_empty()));
+            let gone: Vec<u64> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.closed && c.outbuf.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for cid in gone {
+                self.clients.remove(&cid);
+                self.execs.client_gone(cid);
+            }
             if self.advance_shutdown() {
                 return Ok(());
             }
@@ -206,6 +221,7 @@ impl Server {
                             stream,
                             inbuf: Vec::new(),
                             outbuf: Vec::new(),
+                            fds: VecDeque::new(),
                             closed: false,
                         },
                     );
@@ -243,7 +259,18 @@ impl Server {
                     return;
                 }
             };
-            self.pod.exited(pid.as_raw(), Some(code));
+            match self.execs.exited(pid.as_raw(), code) {
+                Some(Some((cid, reply))) => {
+                    self.respond(cid, &reply, Vec::new());
+                    if let Some(c) = self.clients.get_mut(&cid) {
+                        flush(c);
+                    }
+                }
+                Some(None) => {}
+                None => {
+                    self.pod.exited(pid.as_raw(), Some(code));
+                }
+            }
         }
     }
 
@@ -285,13 +312,20 @@ impl Server {
         for line in lines {
             let reply = match line {
                 Ok(line) => self.handle(cid, &line),
-                Err(msg) => Some(Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message: msg,
-                }),
+                Err(msg) => Some(Ok((
+                    Response::Error {
+                        kind: ErrorKind::BadRequest,
+                        message: msg,
+                    },
+                    Vec::new(),
+                ))),
             };
-            if let Some(reply) = reply {
-                self.respond(cid, &reply);
+            match reply {
+                Some(Ok((reply, fds))) => self.respond(cid, &reply, fds),
+                Some(Err((kind, message))) => {
+                    self.respond(cid, &Response::Error { kind, message }, Vec::new())
+                }
+                None => {}
             }
         }
         if let Some(c) = self.clients.get_mut(&cid) {
@@ -299,8 +333,11 @@ impl Server {
         }
     }
 
-    fn respond(&mut self, cid: u64, reply: &Response) {
+    fn respond(&mut self, cid: u64, reply: &Response, fds: Vec<OwnedFd>) {
         if let Some(c) = self.clients.get_mut(&cid) {
+            if !fds.is_empty() {
+                c.fds.push_back((c.outbuf.len(), fds));
+            }
             // Serializing our own types cannot fail; an empty line would still keep order.
             let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
             bytes.push(b'\n');
@@ -308,15 +345,15 @@ impl Server {
         }
     }
 
-    /// Answers one request line; `None` when the answer comes later (Shutdown).
-    fn handle(&mut self, cid: u64, line: &[u8]) -> Option<Response> {
+    /// Answers one request line; `None` when the answer comes later (Shutdown, ExecWait).
+    fn handle(&mut self, cid: u64, line: &[u8]) -> Option<FdReply> {
         let req: Request = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => {
-                return Some(Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message: format!("malformed request: {e}"),
-                })
+                return Some(Err((
+                    ErrorKind::BadRequest,
+                    format!("malformed request: {e}"),
+                )))
             }
         };
         if self.shutdown.is_some()
@@ -325,10 +362,10 @@ impl Server {
                 Request::Ping | Request::State | Request::Shutdown { .. }
             )
         {
-            return Some(Response::Error {
-                kind: ErrorKind::ShuttingDown,
-                message: "shim is shutting down".into(),
-            });
+            return Some(Err((
+                ErrorKind::ShuttingDown,
+                "shim is shutting down".into(),
+            )));
         }
         let reply = match req {
             Request::Ping => Ok(Response::Pong {
@@ -350,8 +387,13 @@ impl Server {
                 self.begin_shutdown(Duration::from_secs(grace_seconds.min(3600)), Some(cid));
                 return None;
             }
+            Request::Exec { id, process } => {
+                return Some(self.execs.start(&self.pod, cid, &id, &process))
+            }
+            Request::ExecWait { exec_id } => self.execs.wait(cid, &exec_id)?,
+            Request::Attach { id } => return Some(self.pod.attach(&id)),
         };
-        Some(reply.unwrap_or_else(|(kind, message)| Response::Error { kind, message }))
+        Some(reply.map(|r| (r, Vec::new())))
     }
 
     fn begin_shutdown(&mut self, grace: Duration, waiter: Option<u64>) {
@@ -400,7 +442,7 @@ impl Server {
             }
         };
         for cid in waiters {
-            self.respond(cid, &reply);
+            self.respond(cid, &reply, Vec::new());
             if let Some(c) = self.clients.get_mut(&cid) {
                 // The process exits next: give the answer a moment to leave.
                 let _ = c.stream.set_nonblocking(false);
@@ -490,20 +532,49 @@ fn read_lines(c: &mut Client, lines: &mut Vec<Result<Vec<u8>, String>>) {
 
 fn flush(c: &mut Client) {
     while !c.outbuf.is_empty() {
-        match c.stream.write(&c.outbuf) {
+        // Send up to the next answer that carries fds; an answer's fds go with its first byte.
+        let next = c.fds.iter().map(|(at, _)| *at).find(|at| *at > 0);
+        let end = next.unwrap_or(c.outbuf.len());
+        let res = match c.fds.front() {
+            Some((0, fds)) => send_with_fds(&c.stream, &c.outbuf[..end], fds),
+            _ => c.stream.write(&c.outbuf[..end]),
+        };
+        match res {
             Ok(0) => break,
             Ok(n) => {
                 c.outbuf.drain(..n);
+                if c.fds.front().is_some_and(|(at, _)| *at == 0) {
+                    // Sent (the kernel holds its own references now): ours close here.
+                    c.fds.pop_front();
+                }
+                for (at, _) in c.fds.iter_mut() {
+                    *at -= n;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 // The agent went away; it will reconnect and ask for State.
                 c.outbuf.clear();
+                c.fds.clear();
                 c.closed = true;
             }
         }
     }
+}
+
+fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<UnixAddr>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 fn io_errno(e: io::Error) -> nix::Error {
