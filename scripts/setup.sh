@@ -7,7 +7,7 @@ need=""
 # tests a registry, image tools and a static busybox to build images from.
 for pkg in curl ca-certificates gcc pkg-config etcd-server jq \
     containernetworking-plugins iptables iproute2 util-linux libseccomp-dev \
-    docker-registry skopeo umoci busybox-static apache2-utils; do
+    docker-registry skopeo umoci busybox-static apache2-utils bsdutils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -37,7 +37,7 @@ pub fn backoff(restarts: u32) -> Duration {
 
 /// The container name and restart count a shim container belongs to, read back from its log
 /// path (`.../<container>/<restart>.log`), so nothing else needs persisting.
-fn identify(s: &ContainerState) -> Option<(String, u32)> {
+pub(crate) fn identify(s: &ContainerState) -> Option<(String, u32)> {
     let restart = s.log_path.file_stem()?.to_str()?.parse().ok()?;
     let name = s.log_path.parent()?.file_name()?.to_str()?.to_string();
     Some((name, restart))

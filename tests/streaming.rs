@@ -1,0 +1,257 @@
+//! kubectl exec, attach and port-forward end to end: the real kubectl (WebSocket v5 channel
+//! protocol, and SPDY-over-WebSocket for port-forward) through the API server's proxy to the
+//! node agent, the shim and real containers. One at a time (shared pod bridge); every test
+//! cleans up its pods and network through `Node`'s drop, even when it fails.
+
+mod common;
+mod image_support;
+mod node_support;
+
+use node_support::{serial, Node};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// kubectl with its exit code: (code, stdout, stderr).
+fn kubectl(n: &Node, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &n.server.kubeconfig)
+        .env("HOME", n.server.data_dir())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().expect("stdin");
+        w.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn apply(n: &Node, yaml: &str) {
+    n.server.k_in(&["apply", "-f", "-"], yaml);
+}
+
+/// A pod that runs until deleted, stopping at once on SIGTERM.
+fn sleeper(name: &str, node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    env: [{{name: GREETING, value: hello}}]
+"#
+    )
+}
+
+#[test]
+fn exec_gives_output_exit_codes_stdin_and_a_tty() {
+    let _g = serial();
+    let n = Node::start("stream-1", "10.211.0.0/16");
+    apply(&n, &sleeper("sh", "stream-1"));
+    n.wait_phase("sh", "Running");
+
+    let (code, out, err) = kubectl(&n, &["exec", "sh", "--", "echo", "hi"], None);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "hi\n"),
+        "stderr: {err}\n{}",
+        n.server.log()
+    );
+
+    let (code, out, _) = kubectl(
+        &n,
+        &[
+            "exec",
+            "sh",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; echo oops >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(code, 3, "kubectl exits with the command's code");
+    assert_eq!(out, "hello\n", "the container's env is the exec's");
+
+    let (_, _, err) = kubectl(&n, &["exec", "sh", "--", "sh", "-c", "echo oops >&2"], None);
+    assert_eq!(err, "oops\n");
+
+    let input = "line one\nline two\n";
+    let (code, out, err) = kubectl(&n, &["exec", "-i", "sh", "--", "cat"], Some(input));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, input),
+        "stdin reaches the process and its EOF too: {err}"
+    );
+
+    // A tty: kubectl under script(1) has a terminal, sends its size and raw input.
+    let cmd = format!(
+        "export KUBECONFIG={} HOME={}; stty cols 91 rows 27; kubectl exec -it sh -- sh -c 'tty; stty size; exit 4'",
+        n.server.kubeconfig.display(),
+        n.server.data_dir().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(
+        text.contains("27 91"),
+        "the terminal's size reaches the pty: {text}"
+    );
+    assert_eq!(out.status.code(), Some(4), "{text}");
+
+    // What a user waits for, kubectl's own start-up included.
+    let runs = 5;
+    let start = Instant::now();
+    for _ in 0..runs {
+        let (code, _, _) = kubectl(&n, &["exec", "sh", "--", "true"], None);
+        assert_eq!(code, 0);
+    }
+    eprintln!("kubectl exec round trip: {:?}", start.elapsed() / runs);
+}
+
+#[test]
+fn exec_refusals_use_upstreams_messages() {
+    let _g = serial();
+    let n = Node::start("stream-2", "10.212.0.0/16");
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  nodeName: stream-2
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+  - name: done
+    image: busybox
+    command: ["true"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: finished}
+spec:
+  nodeName: stream-2
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["true"]
+"#,
+    );
+    n.wait_phase("finished", "Succeeded");
+    n.wait("container done of pod two to exit", 60, |_| {
+        n.jsonpath(
+            "two",
+            "{.status.containerStatuses[?(@.name==\"done\")].state.terminated.exitCode}",
+        ) == "0"
+    });
+
+    let (code, _, err) = kubectl(&n, &["exec", "two", "-c", "nope", "--", "true"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("container nope is not valid for pod two"),
+        "{err}"
+    );
+
+    let (code, _, err) = kubectl(&n, &["exec", "two", "-c", "done", "--", "true"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("unable to upgrade connection: container not found (\"done\")"),
+        "{err}"
+    );
+
+    let (code, _, err) = kubectl(&n, &["exec", "finished", "--", "true"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot exec into a container in a completed pod; current phase is Succeeded"),
+        "{err}"
+    );
+
+    // A command that does not exist: an error, and the pod is unharmed.
+    let (code, _, err) = kubectl(
+        &n,
+        &["exec", "two", "-c", "main", "--", "/no/such/binary"],
+        None,
+    );
+    assert_ne!(code, 0, "{err}");
+    let (code, out, _) = kubectl(
+        &n,
+        &["exec", "two", "-c", "main", "--", "echo", "still"],
+        None,
+    );
+    assert_eq!((code, out.as_str()), (0, "still\n"));
+
+    // The API server's own checks, without kubectl's.
+    let (status, body) = n.server.curl(
+        "GET",
+        "/api/v1/namespaces/default/pods/missing/exec?command=true&stdout=true",
+        None,
+        true,
+    );
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn attach_reaches_a_stdin_container_and_its_live_output() {
+    let _g = serial();
+    let n = Node::start("stream-3", "10.213.0.0/16");
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  nodeName: stream-3
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    stdin: true
+    command: ["sh", "-c", "echo started; while read l; do [ \"$l\" = quit ] && exit 0; echo got:$l; done"]
+"#,
+    );
+    n.wait_phase("reader", "Running");
+    let (code, out, err) = kubectl(&n, &["attach", "-i", "reader"], Some("one\ntwo\nquit\n"));
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}\n{}", n.server.log());
+    assert!(out.contains("got:one\ngot:two\n"), "{out}");
+    assert!(
+        !out.contains("started"),
+        "attach shows output from now on: {out}"
+    );
+    n.wait_phase("reader", "Succeeded");
+    let logs = n.server.k(&["logs", "reader"]);
+    assert_eq!(
+        logs, "started\ngot:one\ngot:two\n",
+        "attached output still goes to the log"
+    );
+}
