@@ -103,6 +103,24 @@ fn exec_gives_output_exit_codes_stdin_and_a_tty() {
         "stdin reaches the process and its EOF too: {err}"
     );
 
+    // Volume both ways: 1 MiB in, a few MiB out, nothing lost or reordered.
+    let big: String = (0..1024).map(|i| format!("{i:01023}\n")).collect();
+    let (code, out, err) = kubectl(
+        &n,
+        &["exec", "-i", "sh", "--", "sh", "-c", "wc -c"],
+        Some(&big),
+    );
+    assert_eq!((code, out.trim()), (0, "1048576"), "{err}");
+    let (code, out, _) = kubectl(&n, &["exec", "sh", "--", "sh", "-c", "seq 1 400000"], None);
+    assert_eq!(code, 0);
+    let expected: String = (1..=400000).map(|i| format!("{i}\n")).collect();
+    assert!(
+        out == expected,
+        "seq output differs ({} vs {} bytes)",
+        out.len(),
+        expected.len()
+    );
+
     // A tty: kubectl under script(1) has a terminal, sends its size and raw input.
     let cmd = format!(
         "export KUBECONFIG={} HOME={}; stty cols 91 rows 27; kubectl exec -it sh -- sh -c 'tty; stty size; exit 4'",
@@ -129,7 +147,13 @@ fn exec_gives_output_exit_codes_stdin_and_a_tty() {
         let (code, _, _) = kubectl(&n, &["exec", "sh", "--", "true"], None);
         assert_eq!(code, 0);
     }
-    eprintln!("kubectl exec round trip: {:?}", start.elapsed() / runs);
+    let exec = start.elapsed() / runs;
+    let start = Instant::now();
+    for _ in 0..runs {
+        n.server.k(&["get", "pod", "sh", "-o", "name"]);
+    }
+    let get = start.elapsed() / runs;
+    eprintln!("kubectl exec round trip: {exec:?} (kubectl get pod, for scale: {get:?})");
 }
 
 #[test]
@@ -254,4 +278,163 @@ spec:
         logs, "started\ngot:one\ngot:two\n",
         "attached output still goes to the log"
     );
+}
+
+/// `kubectl port-forward` in the background; killed on drop.
+struct PortForward {
+    child: std::process::Child,
+    port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PortForward {
+    /// `websocket: false` makes kubectl use plain SPDY, its fallback (and older kubectls' way).
+    fn start(n: &Node, target: &str, remote: u16, websocket: bool) -> PortForward {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = Command::new("kubectl")
+            .args(["port-forward", target, &format!(":{remote}")])
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websocket.to_string())
+            .env("KUBECONFIG", &n.server.kubeconfig)
+            .env("HOME", n.server.data_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl port-forward");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(k) = err_pipe.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..k]));
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        // "Forwarding from 127.0.0.1:43127 -> 8080"
+        let read = out.read_line(&mut line).unwrap_or(0);
+        let port = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok());
+        let Some(port) = port.filter(|_| read > 0) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kubectl port-forward did not start: {line:?}\n{}\n{}",
+                stderr.lock().unwrap(),
+                n.server.log()
+            );
+        };
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        PortForward {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    fn curl(&self) -> (bool, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{}/", self.port))
+            .output()
+            .expect("curl");
+        let text = if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn port_forward_reaches_a_port_on_the_pods_loopback() {
+    let _g = serial();
+    let n = Node::start("stream-4", "10.214.0.0/16");
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: stream-4
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www; echo hello-from-the-pod > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www"]
+"#,
+    );
+    n.wait_phase("web", "Running");
+    let pf = PortForward::start(&n, "pod/web", 8080, true);
+    // Several connections, one after another and at once, over the one session.
+    for _ in 0..3 {
+        let (ok, body) = pf.curl();
+        assert!(ok, "{body}\n{}", pf.stderr.lock().unwrap());
+        assert_eq!(body, "hello-from-the-pod\n");
+    }
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let port = pf.port;
+            std::thread::spawn(move || {
+                Command::new("curl")
+                    .args(["-sS", "--max-time", "10"])
+                    .arg(format!("http://127.0.0.1:{port}/"))
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), "hello-from-the-pod\n");
+    }
+    let start = Instant::now();
+    for _ in 0..10 {
+        assert!(pf.curl().0);
+    }
+    eprintln!("port-forward HTTP round trip: {:?}", start.elapsed() / 10);
+    drop(pf);
+
+    // Plain SPDY, kubectl's fallback when a WebSocket upgrade is refused.
+    let pf = PortForward::start(&n, "pod/web", 8080, false);
+    let (ok, body) = pf.curl();
+    assert!(ok, "{body}\n{}", pf.stderr.lock().unwrap());
+    assert_eq!(body, "hello-from-the-pod\n");
+    drop(pf);
+
+    // Nothing listens there: the connection fails and kubectl says why.
+    let pf = PortForward::start(&n, "pod/web", 9999, true);
+    let (ok, _) = pf.curl();
+    assert!(!ok);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pf
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("error forwarding port 9999 to pod web")
+    {
+        assert!(Instant::now() < deadline, "{}", pf.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

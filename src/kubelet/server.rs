@@ -148,6 +148,18 @@ async fn handle(state: &State, req: Request<Incoming>, user: Option<UserInfo>) -
                 super::exec::attach(target, req).await
             }
         }
+        ["portForward", ns, pod] => {
+            let uid = match super::exec::pod_uid(&state.client, ns, pod).await {
+                Ok(u) => u,
+                Err((status, msg)) => return text(status, msg),
+            };
+            let net = super::portforward::PodNet {
+                netns: state.run_dir.join("netns").join(&uid),
+                name: pod.to_string(),
+                uid,
+            };
+            super::portforward::serve(net, req)
+        }
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["containerLogs", ns, pod, container] => {
             container_logs(state, ns, pod, container, &query).await
