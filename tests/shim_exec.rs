@@ -127,7 +127,7 @@ async fn exec_with_pipes_gets_stdin_output_and_exit_code() -> Result<()> {
 async fn exec_with_a_tty_is_a_controlling_terminal_that_resizes() -> Result<()> {
     let rootfs = Rootfs::new()?;
     let mut pod = Pod::new("tty")?;
-    let mut c = running(&mut pod, &rootfs, false, "exec sleep 1000").await?;
+    let c = running(&mut pod, &rootfs, false, "exec sleep 1000").await?;
     let dir = pod.dir.path().to_path_buf();
     let script = "read x; echo x=$x; tty; stty size; exit 2";
     let (s, mut fds) = session::exec(&dir, "app", process("t1", script, true, true)).await?;
@@ -187,7 +187,7 @@ async fn attach_writes_stdin_and_reads_live_output() -> Result<()> {
     let mut pod = Pod::new("attach")?;
     let script =
         r#"while read l; do [ "$l" = quit ] && exit 0; echo out:$l; echo err:$l >&2; done"#;
-    let mut c = running(&mut pod, &rootfs, true, script).await?;
+    let c = running(&mut pod, &rootfs, true, script).await?;
     let dir = pod.dir.path().to_path_buf();
     let mut fds = session::attach(&dir, "app").await?;
     let mut stdin = take(&mut fds, Stdio::Stdin);

@@ -118,11 +118,7 @@ where
     let inbound = async {
         while let Some(Ok(m)) = incoming.next().await {
             match m {
-                Message::Binary(d) => {
-                    if wr.write_all(&d).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(d) if wr.write_all(&d).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }

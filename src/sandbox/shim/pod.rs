@@ -7,15 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::logs::{timestamp, ContainerLog, Stream};
-use super::protocol::{ContainerState, ErrorKind, LogLimits, Response, Status, Stdio};
+use super::protocol::{ContainerState, ErrorKind, LogLimits, Response, Status};
 use super::{runtime, state};
 use crate::sandbox::spec::{self, ContainerSpec};
 
@@ -106,7 +104,7 @@ impl Pod {
             .map_err(|e| (ErrorKind::Failed, e.to_string()))
     }
 
-    fn get(&mut self, id: &str) -> Result<&mut Entry, (ErrorKind, String)> {
+    pub(super) fn get(&mut self, id: &str) -> Result<&mut Entry, (ErrorKind, String)> {
         self.containers
             .get_mut(id)
             .ok_or_else(|| (ErrorKind::NotFound, format!("container {id} not found")))
@@ -257,54 +255,12 @@ impl Pod {
         true
     }
 
-    /// `Attach`: new pipes that get the container's output from now on, and its stdin
-    /// (a duplicate, or ours itself when `stdinOnce`, so the attacher's close is the EOF).
-    pub fn attach(&mut self, id: &str) -> super::exec::FdReply {
-        let e = self.get(id)?;
-        if e.state.status != Status::Running {
-            return Err((
-                ErrorKind::InvalidState,
-                format!("container {id} is {:?}, not Running", e.state.status),
-            ));
-        }
-        let failed = |what: &str, err: &dyn std::fmt::Display| {
-            (ErrorKind::Failed, format!("attach to {id}: {what}: {err}"))
-        };
-        let mut fds = Vec::new();
-        let mut names = Vec::new();
-        if e.stdin_once {
-            if let Some(fd) = e.stdin.take() {
-                fds.push(fd);
-                names.push(Stdio::Stdin);
-            }
-        } else if let Some(fd) = &e.stdin {
-            let dup = fd.try_clone().map_err(|err| failed("dup stdin", &err))?;
-            fds.push(dup);
-            names.push(Stdio::Stdin);
-        }
-        let mut ours = [None, None];
-        for (i, name) in [Stdio::Stdout, Stdio::Stderr].into_iter().enumerate() {
-            let (r, w) =
-                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|err| failed("pipe", &err))?;
-            fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-                .map_err(|err| failed("pipe", &err))?;
-            // A stream already at EOF gives the attacher EOF at once.
-            if e.pipes[i].is_some() {
-                ours[i] = Some(w);
-            }
-            fds.push(r);
-            names.push(name);
-        }
-        e.attached.push(ours);
-        Ok((Response::Attached { fds: names }, fds))
-    }
-
     /// Writes what was read from a container's pipe; an empty chunk means EOF.
     pub fn log(&mut self, id: &str, stream: Stream, chunk: &[u8]) {
         let Some(e) = self.containers.get_mut(id) else {
             return;
         };
-        forward(&mut e.attached, stream, chunk);
+        super::attach::forward(&mut e.attached, stream, chunk);
         let Some(log) = e.log.as_mut() else { return };
         let ts = timestamp();
         let res = if chunk.is_empty() {
@@ -373,32 +329,6 @@ impl Pod {
         }
         errors
     }
-}
-
-/// Copies a chunk of output to the attachers without ever blocking: an attacher too slow to
-/// take it loses the chunk (the log file still has it); one that hung up is dropped.
-fn forward(attached: &mut Vec<[Option<OwnedFd>; 2]>, stream: Stream, chunk: &[u8]) {
-    for a in attached.iter_mut() {
-        let slot = &mut a[stream as usize];
-        let Some(fd) = slot.as_ref() else { continue };
-        if chunk.is_empty() {
-            *slot = None;
-            continue;
-        }
-        let mut rest = chunk;
-        while !rest.is_empty() {
-            match nix::unistd::write(fd, rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::EAGAIN) => break,
-                Err(_) => {
-                    *slot = None;
-                    break;
-                }
-            }
-        }
-    }
-    attached.retain(|a| a.iter().any(Option::is_some));
 }
 
 /// Clamps RLIMIT_NOFILE to what this process can grant: without CAP_SYS_RESOURCE (some

@@ -7,11 +7,10 @@
 //! and never block for long on one source: each pipe gives at most one read per turn, so a
 //! container writing fast cannot starve the others or the agent's requests.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::IoSlice;
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,11 +21,12 @@ use nix::sys::signalfd::{SfdFlags, SigSet, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::conn::{flush, read_lines, Client};
 use super::exec::Execs;
 use super::exec::FdReply;
 use super::logs::Stream;
 use super::pod::Pod;
-use super::protocol::{ErrorKind, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
+use super::protocol::{ErrorKind, Request, Response, PROTOCOL_VERSION};
 
 /// How much one pipe may give per loop turn.
 const READ_CHUNK: usize = 64 * 1024;
@@ -48,16 +48,6 @@ pub enum ServeError {
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ServeError {
     let what = what.into();
     move |source| ServeError::Sys { what, source }
-}
-
-struct Client {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-    /// Fds to send with the byte at each offset of `outbuf` (the start of their answer).
-    fds: VecDeque<(usize, Vec<OwnedFd>)>,
-    /// Stop reading: EOF, an oversized line, or the peer went away.
-    closed: bool,
 }
 
 struct Shutdown {
@@ -215,16 +205,7 @@ impl Server {
                         continue;
                     }
                     self.next_client += 1;
-                    self.clients.insert(
-                        self.next_client,
-                        Client {
-                            stream,
-                            inbuf: Vec::new(),
-                            outbuf: Vec::new(),
-                            fds: VecDeque::new(),
-                            closed: false,
-                        },
-                    );
+                    self.clients.insert(self.next_client, Client::new(stream));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -335,13 +316,10 @@ impl Server {
 
     fn respond(&mut self, cid: u64, reply: &Response, fds: Vec<OwnedFd>) {
         if let Some(c) = self.clients.get_mut(&cid) {
-            if !fds.is_empty() {
-                c.fds.push_back((c.outbuf.len(), fds));
-            }
             // Serializing our own types cannot fail; an empty line would still keep order.
             let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
             bytes.push(b'\n');
-            c.outbuf.extend_from_slice(&bytes);
+            c.queue(&bytes, fds);
         }
     }
 
@@ -491,90 +469,6 @@ impl Server {
         let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut p, PollTimeout::ZERO), Ok(0))
     }
-}
-
-/// Reads what is available and splits complete lines; an oversized line closes the client.
-fn read_lines(c: &mut Client, lines: &mut Vec<Result<Vec<u8>, String>>) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match c.stream.read(&mut buf) {
-            Ok(0) => {
-                c.closed = true;
-                break;
-            }
-            Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                c.closed = true;
-                c.outbuf.clear();
-                break;
-            }
-        }
-        if c.inbuf.len() > MAX_REQUEST_BYTES {
-            break;
-        }
-    }
-    while let Some(nl) = c.inbuf.iter().position(|b| *b == b'\n') {
-        let line: Vec<u8> = c.inbuf.drain(..=nl).take(nl).collect();
-        if !line.iter().all(|b| b.is_ascii_whitespace()) {
-            lines.push(Ok(line));
-        }
-    }
-    if c.inbuf.len() > MAX_REQUEST_BYTES {
-        lines.push(Err(format!(
-            "request line longer than {MAX_REQUEST_BYTES} bytes"
-        )));
-        c.inbuf.clear();
-        c.closed = true;
-    }
-}
-
-fn flush(c: &mut Client) {
-    while !c.outbuf.is_empty() {
-        // Send up to the next answer that carries fds; an answer's fds go with its first byte.
-        let next = c.fds.iter().map(|(at, _)| *at).find(|at| *at > 0);
-        let end = next.unwrap_or(c.outbuf.len());
-        let res = match c.fds.front() {
-            Some((0, fds)) => send_with_fds(&c.stream, &c.outbuf[..end], fds),
-            _ => c.stream.write(&c.outbuf[..end]),
-        };
-        match res {
-            Ok(0) => break,
-            Ok(n) => {
-                c.outbuf.drain(..n);
-                if c.fds.front().is_some_and(|(at, _)| *at == 0) {
-                    // Sent (the kernel holds its own references now): ours close here.
-                    c.fds.pop_front();
-                }
-                for (at, _) in c.fds.iter_mut() {
-                    *at -= n;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                // The agent went away; it will reconnect and ask for State.
-                c.outbuf.clear();
-                c.fds.clear();
-                c.closed = true;
-            }
-        }
-    }
-}
-
-fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
-    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    sendmsg::<UnixAddr>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(bytes)],
-        &cmsg,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(io::Error::from)
 }
 
 fn io_errno(e: io::Error) -> nix::Error {
