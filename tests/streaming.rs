@@ -241,6 +241,31 @@ spec:
         true,
     );
     assert_eq!(status, 404, "{body}");
+    // No upgrade: the node agent says what it needs, through the API server, which keeps
+    // serving.
+    let (status, body) = n.server.curl(
+        "POST",
+        "/api/v1/namespaces/default/pods/two/exec?container=main&command=true&stdout=true",
+        None,
+        true,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Upgrade request required"), "{body}");
+    let (status, body) = n.server.curl(
+        "GET",
+        "/api/v1/namespaces/default/pods/two/portforward?ports=80",
+        None,
+        true,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = n.server.curl(
+        "DELETE",
+        "/api/v1/namespaces/default/pods/two/exec?command=true",
+        None,
+        true,
+    );
+    assert_eq!(status, 405);
+    n.server.k(&["get", "pod", "two"]);
 }
 
 #[test]
