@@ -14,8 +14,18 @@ use std::time::{Duration, Instant};
 
 /// kubectl with its exit code: (code, stdout, stderr).
 fn kubectl(n: &Node, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    kubectl_env(n, &[], args, stdin)
+}
+
+fn kubectl_env(
+    n: &Node,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
     let mut child = Command::new("kubectl")
         .args(args)
+        .envs(env.iter().copied())
         .env("KUBECONFIG", &n.server.kubeconfig)
         .env("HOME", n.server.data_dir())
         .stdin(if stdin.is_some() {
@@ -121,9 +131,10 @@ fn exec_gives_output_exit_codes_stdin_and_a_tty() {
         expected.len()
     );
 
-    // A tty: kubectl under script(1) has a terminal, sends its size and raw input.
+    // A tty: kubectl under script(1) has a terminal, sends its size and raw input. The size
+    // follows the start (libcontainer cannot set a console size up front), hence the sleep.
     let cmd = format!(
-        "export KUBECONFIG={} HOME={}; stty cols 91 rows 27; kubectl exec -it sh -- sh -c 'tty; stty size; exit 4'",
+        "export KUBECONFIG={} HOME={}; stty cols 91 rows 27; kubectl exec -it sh -- sh -c 'sleep 1; tty; stty size; exit 4'",
         n.server.kubeconfig.display(),
         n.server.data_dir().display()
     );
@@ -303,6 +314,72 @@ spec:
         logs, "started\ngot:one\ngot:two\n",
         "attached output still goes to the log"
     );
+}
+
+#[test]
+fn exec_and_attach_over_spdy_as_older_clients_speak_it() {
+    let _g = serial();
+    let n = Node::start("stream-5", "10.215.0.0/16");
+    apply(&n, &sleeper("sh", "stream-5"));
+    n.wait_phase("sh", "Running");
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let (code, out, err) = kubectl_env(&n, &spdy, &["exec", "sh", "--", "echo", "hi"], None);
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    let (code, out, _) = kubectl_env(
+        &n,
+        &spdy,
+        &[
+            "exec",
+            "sh",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 5",
+        ],
+        None,
+    );
+    assert_eq!((code, out.as_str()), (5, "out\n"));
+    let (code, out, err) = kubectl_env(
+        &n,
+        &spdy,
+        &["exec", "-i", "sh", "--", "cat"],
+        Some("a\nb\n"),
+    );
+    assert_eq!((code, out.as_str()), (0, "a\nb\n"), "{err}");
+    let cmd = format!(
+        "export KUBECONFIG={} HOME={} KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false; stty cols 77 rows 22; kubectl exec -it sh -- sh -c 'sleep 1; stty size'",
+        n.server.kubeconfig.display(),
+        n.server.data_dir().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("22 77"), "{text}");
+
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  nodeName: stream-5
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    stdin: true
+    command: ["sh", "-c", "while read l; do [ \"$l\" = quit ] && exit 0; echo got:$l; done"]
+"#,
+    );
+    n.wait_phase("reader", "Running");
+    let (code, out, err) = kubectl_env(&n, &spdy, &["attach", "-i", "reader"], Some("x\nquit\n"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("got:x\n"), "{out}");
 }
 
 /// `kubectl port-forward` in the background; killed on drop.

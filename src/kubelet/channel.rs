@@ -37,7 +37,7 @@ pub const DISCARD: u8 = 254;
 
 /// After the process exits, how long output still in flight may take to arrive (a
 /// background child holding stdout open must not keep the session forever).
-const DRAIN: Duration = Duration::from_secs(2);
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// The subprotocols we answer, best first. The base64 variants are not offered.
 const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -185,6 +185,30 @@ pub struct Stdio {
     pub pty: Option<Arc<Fd>>,
 }
 
+/// An upgraded connection ready for a session.
+pub enum Conn {
+    WebSocket(
+        WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+        &'static str,
+    ),
+    Spdy(super::spdyexec::Conn),
+}
+
+/// Takes over an upgraded connection; for SPDY, once the client opened its streams (the
+/// process must not start before its resize stream exists). `None`: the client left.
+pub async fn open(
+    upgraded: hyper::upgrade::Upgraded,
+    protocol: &'static str,
+    o: &super::exec::Options,
+) -> Option<Conn> {
+    if protocol == super::spdyexec::SPDY_V4 {
+        return super::spdyexec::accept(upgraded, o).await.map(Conn::Spdy);
+    }
+    let io = TokioIo::new(upgraded);
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    Some(Conn::WebSocket(ws, protocol))
+}
+
 /// How the session ends: exec waits for the exit status; attach ends with the output.
 pub enum End<F> {
     Exit(F),
@@ -194,15 +218,14 @@ pub enum End<F> {
 /// Runs one session until the process side is done (the status goes on channel 3 and the
 /// WebSocket is closed) or the client goes away (the fds are dropped: stdin closes, a tty
 /// hangs up).
-pub async fn run<F>(
-    upgraded: hyper::upgrade::Upgraded,
-    protocol: &'static str,
-    stdio: Stdio,
-    end: End<F>,
-) where
+pub async fn run<F>(conn: Conn, stdio: Stdio, end: End<F>)
+where
     F: Future<Output = Value> + Send,
 {
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    let (ws, protocol) = match conn {
+        Conn::WebSocket(ws, protocol) => (ws, protocol),
+        Conn::Spdy(c) => return super::spdyexec::run(c, stdio, end).await,
+    };
     let (mut sink, mut incoming) = ws.split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
     let writer = tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! The node agent's `/exec/{ns}/{pod}/{container}` and `/attach/{ns}/{pod}/{container}`, as
 //! the kubelet serves them to the API server: the container is found through the pod's shim,
-//! the request is upgraded to a WebSocket speaking the channel protocol (`channel`), and the
-//! shim's stdio fds are pumped over it.
+//! the request is upgraded to a WebSocket speaking the channel protocol (`channel`) or to
+//! SPDY/3.1 (`spdyexec`, kubectl's fallback), and the shim's stdio fds are pumped over it.
 //!
 //! This module translates between the API's names (namespace, pod, container) and the
 //! shim's (pod directory, container id). It never runs anything itself: the shim starts the
@@ -117,10 +117,7 @@ where
 {
     let headers = req.headers();
     if !channel::is_websocket(headers) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Upgrade request required: this node speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY",
-        );
+        return spdy_upgrade(req, session);
     }
     let Some(protocol) = channel::negotiate(headers) else {
         return text(
@@ -144,6 +141,53 @@ where
     let mut r = empty();
     *r.status_mut() = status;
     *r.headers_mut() = answer;
+    r
+}
+
+/// The SPDY form of the upgrade (`X-Stream-Protocol-Version: v4.channel.k8s.io`).
+fn spdy_upgrade<F, Fut>(mut req: Request<Incoming>, session: F) -> Response<Body>
+where
+    F: FnOnce(hyper::upgrade::Upgraded, &'static str) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let headers = req.headers();
+    let spdy = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
+    let v4 = headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim() == "v4.channel.k8s.io");
+    if !spdy || !v4 {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Upgrade request required: WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1 (v4.channel.k8s.io)",
+        );
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            session(upgraded, super::spdyexec::SPDY_V4).await;
+        }
+    });
+    let mut r = empty();
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static("v4.channel.k8s.io"),
+    );
     r
 }
 
@@ -203,6 +247,9 @@ pub async fn exec(target: Target, req: Request<Incoming>) -> Response<Body> {
         );
     }
     upgrade(req, move |upgraded, protocol| async move {
+        let Some(conn) = channel::open(upgraded, protocol, &o).await else {
+            return;
+        };
         let exec_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         let process = ExecProcess {
             exec_id,
@@ -216,14 +263,14 @@ pub async fn exec(target: Target, req: Request<Incoming>) -> Response<Body> {
             Err(e) => {
                 let status = channel::failure(e.to_string());
                 let end = End::Exit(std::future::ready(status));
-                return channel::run(upgraded, protocol, no_stdio(), end).await;
+                return channel::run(conn, no_stdio(), end).await;
             }
         };
         let stdio = match fds_to_stdio(fds, &o) {
             Ok(s) => s,
             Err(e) => {
                 let end = End::Exit(std::future::ready(channel::failure(e.to_string())));
-                return channel::run(upgraded, protocol, no_stdio(), end).await;
+                return channel::run(conn, no_stdio(), end).await;
             }
         };
         let command = o.command.clone();
@@ -234,30 +281,27 @@ pub async fn exec(target: Target, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => channel::failure(e.to_string()),
             }
         };
-        channel::run(upgraded, protocol, stdio, End::Exit(exit)).await
+        channel::run(conn, stdio, End::Exit(exit)).await
     })
 }
 
 pub async fn attach(target: Target, req: Request<Incoming>) -> Response<Body> {
     let o = options(req.uri().query());
     upgrade(req, move |upgraded, protocol| async move {
+        let Some(conn) = channel::open(upgraded, protocol, &o).await else {
+            return;
+        };
         let stdio = session::attach(&target.shim_dir, &target.id)
             .await
             .map_err(|e| e.to_string())
             .and_then(|fds| fds_to_stdio(fds, &o).map_err(|e| e.to_string()));
         match stdio {
             Ok(stdio) => {
-                channel::run::<std::future::Ready<Value>>(
-                    upgraded,
-                    protocol,
-                    stdio,
-                    End::OutputClosed,
-                )
-                .await
+                channel::run::<std::future::Ready<Value>>(conn, stdio, End::OutputClosed).await
             }
             Err(e) => {
                 let end = End::Exit(std::future::ready(channel::failure(e)));
-                channel::run(upgraded, protocol, no_stdio(), end).await
+                channel::run(conn, no_stdio(), end).await
             }
         }
     })

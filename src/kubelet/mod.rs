@@ -15,6 +15,7 @@ pub mod pods;
 pub mod portforward;
 pub mod server;
 pub mod spdy;
+pub mod spdyexec;
 pub mod status;
 pub mod volumes;
 pub mod worker;

@@ -166,6 +166,10 @@ where
             if wr.write_all(&frame).await.is_err() {
                 return;
             }
+            // TLS buffers records: push them out once nothing else is queued.
+            if rx.is_empty() && wr.flush().await.is_err() {
+                return;
+            }
         }
         let _ = wr.shutdown().await;
     });
