@@ -8,7 +8,7 @@ need=""
 # benchmark peer of the shim.
 for pkg in curl ca-certificates gcc pkg-config etcd-server jq \
     containernetworking-plugins iptables iproute2 util-linux libseccomp-dev \
-    docker-registry skopeo umoci busybox-static apache2-utils runc; do
+    docker-registry skopeo umoci busybox-static apache2-utils runc bsdutils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

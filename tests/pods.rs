@@ -6,157 +6,11 @@
 
 mod common;
 mod image_support;
+mod node_support;
 
-use common::TestServer;
-use image_support::registry::Registry;
+use node_support::{serial, Node};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A k1s server with its node agent, a registry holding `busybox`, and cleanup on drop.
-struct Node {
-    server: TestServer,
-    _registry: Registry,
-    _files: tempfile::TempDir,
-    cidr: String,
-}
-
-impl Node {
-    fn start(name: &str, cidr: &str) -> Node {
-        Self::start_with(name, cidr, &[])
-    }
-
-    fn start_with(name: &str, cidr: &str, extra: &[&str]) -> Node {
-        let registry = Registry::start(None).expect("registry");
-        registry
-            .push("busybox", "library/busybox:latest")
-            .expect("push busybox");
-        let files = tempfile::tempdir().unwrap();
-        let regfile = files.path().join("registries.yaml");
-        std::fs::write(
-            &regfile,
-            image_support::mirror_yaml("docker.io", &registry.addr()),
-        )
-        .unwrap();
-        let mut args = vec![
-            "--node-name",
-            name,
-            "--cluster-cidr",
-            cidr,
-            "--private-registry",
-            regfile.to_str().unwrap(),
-            "--kubelet-port",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        let server = TestServer::start_with(&args);
-        let node = Node {
-            server,
-            _registry: registry,
-            _files: files,
-            cidr: cidr.to_string(),
-        };
-        node.wait("the node to be Ready", 30, |s| {
-            s.kubectl(&[
-                "get",
-                "node",
-                name,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ])
-            .1 == "True"
-        });
-        node
-    }
-
-    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut(&TestServer) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f(&self.server) {
-            if Instant::now() > deadline {
-                let pods = self.server.kubectl(&["get", "pods", "-A", "-o", "yaml"]).1;
-                panic!(
-                    "timed out waiting for {what}\npods:\n{pods}\nserver log:\n{}",
-                    self.server.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn jsonpath(&self, pod: &str, path: &str) -> String {
-        self.server
-            .kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
-            .1
-    }
-
-    fn wait_phase(&self, pod: &str, phase: &str) {
-        self.wait(&format!("pod {pod} to be {phase}"), 60, |_| {
-            self.jsonpath(pod, "{.status.phase}") == phase
-        });
-    }
-
-    fn log_file(&self, pod: &str, container: &str, restart: u32) -> PathBuf {
-        let uid = self.jsonpath(pod, "{.metadata.uid}");
-        PathBuf::from(format!(
-            "/var/log/pods/default_{pod}_{uid}/{container}/{restart}.log"
-        ))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Force-delete every pod so the agent stops its containers and frees the network,
-        // then wait for the shims to go before stopping the server.
-        let uids = self
-            .server
-            .kubectl(&[
-                "get",
-                "pods",
-                "-A",
-                "-o",
-                "jsonpath={.items[*].metadata.uid}",
-            ])
-            .1;
-        let _ = self.server.kubectl(&[
-            "delete",
-            "pods",
-            "--all",
-            "-A",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for uid in uids.split_whitespace() {
-            let dir = PathBuf::from("/run/k1s/pods").join(uid);
-            while dir.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        self.server.stop();
-        // The pod network's host side: the bridge and the masquerade rules.
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", "k1s0"])
-            .status();
-        let pod_cidr = self.cidr.replace(".0.0/16", ".0.0/24");
-        let ipt = |args: &[&str]| {
-            let _ = std::process::Command::new("iptables")
-                .args(["-w", "-t", "nat"])
-                .args(args)
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
-        ipt(&["-D", "POSTROUTING", "-s", &pod_cidr, "-j", "K1S-MASQ-k1s0"]);
-        ipt(&["-F", "K1S-MASQ-k1s0"]);
-        ipt(&["-X", "K1S-MASQ-k1s0"]);
-    }
-}
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 #[test]
 fn a_pod_runs_with_its_config_logs_and_network_then_is_deleted() {
@@ -531,6 +385,10 @@ spec:
     command: ["sh", "-c", "while true; do cat /live/value; echo; sleep 1; done"]
     volumeMounts: [{name: live, mountPath: /live}]
     livenessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1, failureThreshold: 2}
+  - name: execd
+    image: busybox
+    command: ["sh", "-c", "sleep 2; touch /tmp/ok; exec sleep 3600"]
+    readinessProbe: {exec: {command: ["cat", "/tmp/ok"]}, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Pod
@@ -558,6 +416,10 @@ spec:
     let web_not_ready_first = ready(0) == "false";
     n.wait("readiness to pass", 30, |_| ready(0) == "true");
     assert!(web_not_ready_first, "web was ready before its probe passed");
+    // An exec probe runs in the container through the shim.
+    n.wait("the exec readiness probe to pass", 30, |_| {
+        ready(2) == "true"
+    });
     // The liveness probe of `dead` fails and the container is restarted.
     n.wait("a liveness restart", 60, |_| {
         n.jsonpath("probed", "{.status.containerStatuses[1].restartCount}")

@@ -19,6 +19,24 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, String, String, Vec
         ),
         "binding" => (String::new(), "v1".into(), "Binding".into(), vec!["create"]),
         "log" => (String::new(), "v1".into(), "Pod".into(), vec!["get"]),
+        "exec" => (
+            String::new(),
+            "v1".into(),
+            "PodExecOptions".into(),
+            vec!["create", "get"],
+        ),
+        "attach" => (
+            String::new(),
+            "v1".into(),
+            "PodAttachOptions".into(),
+            vec!["create", "get"],
+        ),
+        "portforward" => (
+            String::new(),
+            "v1".into(),
+            "PodPortForwardOptions".into(),
+            vec!["create", "get"],
+        ),
         "eviction" => (
             "policy".into(),
             "v1".into(),

@@ -17,6 +17,7 @@ pub mod request;
 pub mod response;
 mod reviews;
 pub mod serve;
+mod streamproxy;
 mod subresources;
 mod watch;
 
@@ -164,6 +165,9 @@ impl ApiServer {
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .map(String::from);
+        if streamproxy::is_streaming(&info) {
+            return streamproxy::proxy(self, req, &info, &query).await;
+        }
         if info.is_resource_request {
             let fmt = response::negotiate(accept.as_deref())?;
             return handlers::resource(self, req, info, query, fmt, &user).await;

@@ -34,7 +34,11 @@ fn names(list: &Value) -> Vec<String> {
 }
 
 /// Which container of `pod` the request means, with upstream's errors.
-fn pick_container(pod: &Value, wanted: Option<&str>, name: &str) -> Result<String, ApiError> {
+pub(super) fn pick_container(
+    pod: &Value,
+    wanted: Option<&str>,
+    name: &str,
+) -> Result<String, ApiError> {
     let spec = &pod["spec"];
     let regular = names(&spec["containers"]);
     let mut all = regular.clone();
@@ -98,6 +102,70 @@ fn node_endpoint(node: &Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// A TLS connection to the node agent that runs a pod, with the API server's node client.
+pub(super) struct NodeConn {
+    pub addr: SocketAddr,
+    pub node_name: String,
+    pub stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+}
+
+impl NodeConn {
+    pub async fn open(srv: &Arc<ApiServer>, pod: &Value, name: &str) -> Result<NodeConn, ApiError> {
+        let nodes = srv
+            .registry
+            .catalog()
+            .snapshot()
+            .lookup("", "v1", "nodes")
+            .ok_or_else(|| ApiError::internal("nodes are not served"))?;
+        let node_name = pod["spec"]["nodeName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+            })?
+            .to_string();
+        let node = srv.registry.get(&nodes, None, &node_name).await?;
+        let addr = node_endpoint(&node)
+            .ok_or_else(|| ApiError::internal(format!("node {node_name} has no address")))?;
+        let tls = srv
+            .node_client
+            .get()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no client for node agents is configured"))?;
+        let unavailable = unavailable(&node_name, addr);
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| unavailable("timed out".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+        let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(NodeConn {
+            addr,
+            node_name,
+            stream,
+        })
+    }
+
+    pub fn unavailable(&self) -> impl Fn(String) -> ApiError {
+        unavailable(&self.node_name, self.addr)
+    }
+}
+
+fn unavailable(node_name: &str, addr: SocketAddr) -> impl Fn(String) -> ApiError {
+    let node_name = node_name.to_string();
+    move |e: String| {
+        ApiError::unavailable(format!(
+            "reaching the node agent of {node_name} at {addr}: {e}"
+        ))
+    }
+}
+
 pub(super) async fn pod_logs(
     srv: &Arc<ApiServer>,
     ns: &str,
@@ -110,31 +178,10 @@ pub(super) async fn pod_logs(
         .snapshot()
         .lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let nodes = srv
-        .registry
-        .catalog()
-        .snapshot()
-        .lookup("", "v1", "nodes")
-        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let pod = srv.registry.get(&pods, Some(ns), name).await?;
     let container = pick_container(&pod, query.get("container"), name)?;
     let previous = query.flag("previous");
     check_started(&pod, &container, name, previous)?;
-    let node_name = pod["spec"]["nodeName"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-        })?;
-    let node = srv.registry.get(&nodes, None, node_name).await?;
-    let addr = node_endpoint(&node)
-        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no address")))?;
-    let tls = srv
-        .node_client
-        .get()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("no client for node agents is configured"))?;
-
     let mut path = format!("/containerLogs/{ns}/{name}/{container}");
     let params: Vec<String> = LOG_PARAMS
         .iter()
@@ -144,23 +191,9 @@ pub(super) async fn pod_logs(
         path.push('?');
         path.push_str(&params.join("&"));
     }
-    let unavailable = |e: String| {
-        ApiError::unavailable(format!(
-            "reaching the node agent of {node_name} at {addr}: {e}"
-        ))
-    };
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| unavailable("timed out".into()))?
-    .map_err(|e| unavailable(e.to_string()))?;
-    let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let node = NodeConn::open(srv, &pod, name).await?;
+    let (addr, unavailable) = (node.addr, node.unavailable());
+    let stream = node.stream;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unavailable(e.to_string()))?;
@@ -204,7 +237,7 @@ pub(super) async fn pod_logs(
     Ok(r)
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

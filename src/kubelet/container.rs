@@ -296,6 +296,7 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
         readonly_paths: Vec::new(),
         tty: c.tty == Some(true),
         stdin: c.stdin == Some(true),
+        stdin_once: c.stdin_once == Some(true),
     };
     let defaults: ContainerSpec = serde_json::from_value(serde_json::json!({
         "id": "x", "rootfs": "/", "args": ["x"], "cgroup_path": "/x"

@@ -3,16 +3,21 @@
 //! cluster only through `kube::Client` (in-process in the server) and drives the machine only
 //! through `sandbox` and `cni`, which know nothing of the API.
 
+pub mod channel;
 pub mod container;
 pub mod env;
 pub mod etc;
 pub mod events;
+pub mod exec;
 pub mod lease;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
 pub mod server;
+pub mod spdy;
+pub mod spdyexec;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -88,6 +93,7 @@ pub async fn start(
         server.tls,
         client.clone(),
         cfg.log_dir.clone(),
+        cfg.run_dir.clone(),
         cancel.clone(),
     ));
     let readiness = Readiness::not_ready("waiting for the node's pod CIDR");

@@ -1,5 +1,6 @@
 //! The node agent's HTTPS endpoint (port 10250 by default), which the API server calls for
-//! what only the node has: container logs (`/containerLogs/{ns}/{pod}/{container}`) and a
+//! what only the node has: container logs (`/containerLogs/{ns}/{pod}/{container}`),
+//! `/exec/...` and `/attach/...` (`exec`), `/portForward/{ns}/{pod}` (`portforward`) and a
 //! health check. Only clients with a certificate of the cluster CA in `system:masters`
 //! (the API server's node client) get in. It reads pods through the API and files on disk.
 
@@ -21,14 +22,23 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 struct State {
     client: kube::Client,
     log_dir: PathBuf,
+    run_dir: PathBuf,
 }
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+pub fn empty() -> Response<Body> {
+    Response::new(
+        http_body_util::Empty::<Bytes>::new()
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    )
+}
+
+pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::from(msg.into()))
             .map_err(|e| match e {})
@@ -48,10 +58,15 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     client: kube::Client,
     log_dir: PathBuf,
+    run_dir: PathBuf,
     cancel: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let state = Arc::new(State { client, log_dir });
+    let state = Arc::new(State {
+        client,
+        log_dir,
+        run_dir,
+    });
     loop {
         let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -90,7 +105,8 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tls), svc);
+                .serve_connection(TokioIo::new(tls), svc)
+                .with_upgrades();
             tokio::select! {
                 _ = conn => {}
                 _ = cancel.cancelled() => {}
@@ -104,13 +120,46 @@ async fn handle(state: &State, req: Request<Incoming>, user: Option<UserInfo>) -
     if !allowed {
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
-    if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    }
     let path = req.uri().path().to_string();
     let query = crate::apiserver::request::Query::parse(req.uri().query());
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let streaming = matches!(parts.first(), Some(&"exec" | &"attach" | &"portForward"));
+    let allowed = req.method() == Method::GET || (streaming && req.method() == Method::POST);
+    if !allowed {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
     match parts.as_slice() {
+        [kind @ ("exec" | "attach"), ns, pod, container] => {
+            let target = match super::exec::locate(
+                &state.client,
+                &state.run_dir,
+                ns,
+                pod,
+                container,
+            )
+            .await
+            {
+                Ok(t) => t,
+                Err((status, msg)) => return text(status, msg),
+            };
+            if *kind == "exec" {
+                super::exec::exec(target, req).await
+            } else {
+                super::exec::attach(target, req).await
+            }
+        }
+        ["portForward", ns, pod] => {
+            let uid = match super::exec::pod_uid(&state.client, ns, pod).await {
+                Ok(u) => u,
+                Err((status, msg)) => return text(status, msg),
+            };
+            let net = super::portforward::PodNet {
+                netns: state.run_dir.join("netns").join(&uid),
+                name: pod.to_string(),
+                uid,
+            };
+            super::portforward::serve(net, req)
+        }
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["containerLogs", ns, pod, container] => {
             container_logs(state, ns, pod, container, &query).await

@@ -39,7 +39,7 @@ pub fn backoff(restarts: u32) -> Duration {
 
 /// The container name and restart count a shim container belongs to, read back from its log
 /// path (`.../<container>/<restart>.log`), so nothing else needs persisting.
-fn identify(s: &ContainerState) -> Option<(String, u32)> {
+pub(crate) fn identify(s: &ContainerState) -> Option<(String, u32)> {
     let restart = s.log_path.file_stem()?.to_str()?.parse().ok()?;
     let name = s.log_path.parent()?.file_name()?.to_str()?.to_string();
     Some((name, restart))
@@ -1127,15 +1127,44 @@ fn libc_sigterm() -> i32 {
     nix::sys::signal::Signal::SIGTERM as i32
 }
 
-/// Run an exec probe's command in container `id` through the pod's shim.
+/// Run an exec probe's command in container `id` through the pod's shim; its output is
+/// read and dropped, and a command that outlives the timeout is killed and fails the probe.
 async fn exec_probe(
     dir: &std::path::Path,
     id: &str,
     cmd: Vec<String>,
     timeout: Duration,
 ) -> Result<i32, String> {
-    let _ = (dir, id, cmd, timeout);
-    Err("exec probes need exec in the shim, which is not built yet".into())
+    use crate::sandbox::shim::protocol::ExecProcess;
+    use crate::sandbox::shim::session;
+    let process = ExecProcess {
+        exec_id: uuid::Uuid::new_v4().simple().to_string(),
+        args: cmd,
+        tty: false,
+        stdin: false,
+    };
+    let (sess, fds) = session::exec(dir, id, process)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (_, fd) in fds {
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut f = std::fs::File::from(fd);
+            let mut buf = [0u8; 4096];
+            while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+        });
+    }
+    let pid = sess.pid;
+    match tokio::time::timeout(timeout, sess.wait()).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            Err(format!("command timed out after {}s", timeout.as_secs()))
+        }
+    }
 }
 
 pub fn pod_key(pod: &Pod) -> String {

@@ -111,7 +111,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin("", "v1", "Node", "nodes", false, "no", "", "status"),
     Builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, "pvc", "", "status"),
     Builtin("", "v1", "PersistentVolume", "persistentvolumes", false, "pv", "", "status"),
-    Builtin("", "v1", "Pod", "pods", true, "po", "all", "status,binding,eviction,log"),
+    Builtin("", "v1", "Pod", "pods", true, "po", "all", "status,binding,eviction,log,exec,attach,portforward"),
     Builtin("", "v1", "PodTemplate", "podtemplates", true, "", "", ""),
     Builtin("", "v1", "ReplicationController", "replicationcontrollers", true, "rc", "all", "status,scale"),
     Builtin("", "v1", "ResourceQuota", "resourcequotas", true, "quota", "", "status"),

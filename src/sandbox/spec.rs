@@ -80,6 +80,9 @@ pub struct ContainerSpec {
     pub tty: bool,
     #[serde(default)]
     pub stdin: bool,
+    /// Close the container's stdin after the first attach session ends.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +235,7 @@ impl ContainerSpec {
             readonly_paths: default_readonly_paths(),
             tty: false,
             stdin: false,
+            stdin_once: false,
         }
     }
 

@@ -6,15 +6,24 @@
 //! the agent-side [`ShimClient`]. The shim side must never start a thread or a tokio runtime:
 //! libcontainer clones the calling process. The agent side never calls libcontainer.
 //!
+//! It also starts processes inside running containers (exec) and hands out a container's
+//! stdin and live output (attach); their stdio leaves the shim as fds passed over the
+//! socket, so the agent streams them without the shim in the data path.
+//!
 //! Pod directory layout: `shim.sock` (requests), `shim.lock` (one shim per dir), `shim.log`
-//! (the shim's own stderr), `state.json`, `state/` (libcontainer's root), `bundles/<id>/`.
+//! (the shim's own stderr), `state.json`, `state/` (libcontainer's root), `bundles/<id>/`,
+//! and briefly `tty-<exec-id>.sock` while a tty exec's pty master is handed over.
 
+mod attach;
 mod client;
+mod conn;
+mod exec;
 mod logs;
 mod pod;
 pub mod protocol;
 mod runtime;
 mod server;
+pub mod session;
 mod state;
 
 use std::fs::{File, OpenOptions};
@@ -29,7 +38,9 @@ use nix::unistd::{fork, ForkResult};
 
 pub use client::{last_known_state, ShimClient, ShimError};
 pub use logs::MAX_LINE_BYTES;
-pub use protocol::{ContainerState, ErrorKind, LogLimits, Request, Response, Status};
+pub use protocol::{
+    ContainerState, ErrorKind, ExecProcess, LogLimits, Request, Response, Status, Stdio,
+};
 pub use server::socket_path;
 pub use state::StateError;
 

@@ -6,7 +6,7 @@
 //! polls or reads sockets: the loop in `server` feeds it requests, exits and pipe data.
 
 use std::collections::BTreeMap;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
@@ -27,6 +27,13 @@ pub struct Entry {
     pub pipes: [Option<OwnedFd>; 2],
     /// For containers of a previous shim: not our children, so watched, not reaped.
     pub pidfd: Option<OwnedFd>,
+    /// Write end of the container's stdin (`stdin: true`), handed out to attachers. Lost
+    /// when the shim restarts: a pipe cannot be reopened.
+    pub stdin: Option<OwnedFd>,
+    /// Close our copy once the first attacher has it, so its EOF reaches the container.
+    pub stdin_once: bool,
+    /// Attachers' output pipes (write ends), indexed by `Stream as usize`.
+    pub attached: Vec<[Option<OwnedFd>; 2]>,
 }
 
 pub struct Pod {
@@ -73,6 +80,9 @@ impl Pod {
                 log: None,
                 pipes: [None, None],
                 pidfd,
+                stdin: None,
+                stdin_once: false,
+                attached: Vec::new(),
             };
             pod.containers.insert(entry.state.id.clone(), entry);
         }
@@ -94,7 +104,7 @@ impl Pod {
             .map_err(|e| (ErrorKind::Failed, e.to_string()))
     }
 
-    fn get(&mut self, id: &str) -> Result<&mut Entry, (ErrorKind, String)> {
+    pub(super) fn get(&mut self, id: &str) -> Result<&mut Entry, (ErrorKind, String)> {
         self.containers
             .get_mut(id)
             .ok_or_else(|| (ErrorKind::NotFound, format!("container {id} not found")))
@@ -134,10 +144,11 @@ impl Pod {
         spec::write_bundle(spec, &bundle).map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
         let log =
             ContainerLog::open(log_path, limits).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
-        let created = runtime::create(&self.state_root, &bundle, &spec.id).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&bundle);
-            (ErrorKind::Failed, e.to_string())
-        })?;
+        let created =
+            runtime::create(&self.state_root, &bundle, &spec.id, spec.stdin).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&bundle);
+                (ErrorKind::Failed, e.to_string())
+            })?;
         let entry = Entry {
             state: ContainerState {
                 id: spec.id.clone(),
@@ -154,6 +165,9 @@ impl Pod {
             log: Some(log),
             pipes: [Some(created.stdout), Some(created.stderr)],
             pidfd: None,
+            stdin: created.stdin,
+            stdin_once: spec.stdin_once,
+            attached: Vec::new(),
         };
         self.containers.insert(spec.id.clone(), entry);
         self.saved(Response::Ok)
@@ -246,6 +260,7 @@ impl Pod {
         let Some(e) = self.containers.get_mut(id) else {
             return;
         };
+        super::attach::forward(&mut e.attached, stream, chunk);
         let Some(log) = e.log.as_mut() else { return };
         let ts = timestamp();
         let res = if chunk.is_empty() {
@@ -333,7 +348,6 @@ fn with_reachable_nofile(spec: &ContainerSpec) -> ContainerSpec {
 }
 
 fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> nix::Result<()> {
-    use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on an fd we own; a null siginfo means "as kill(2) would".
     let rc = unsafe {
         libc::syscall(

@@ -46,7 +46,53 @@ pub enum Request {
     Shutdown {
         grace_seconds: u64,
     },
-    // `Exec { id, process, stdio }` comes with kubectl exec; the tag is reserved.
+    /// Starts a process in running container `id` (kubectl exec). The answer, `ExecStarted`,
+    /// carries the agent's ends of the process's stdio as SCM_RIGHTS fds, in the order of
+    /// its `fds` list; the shim keeps none of them.
+    Exec {
+        id: String,
+        #[serde(flatten)]
+        process: ExecProcess,
+    },
+    /// Answered when exec `exec_id` has exited (at once if it already has), with `Exited`.
+    /// One waiter per exec; the record is dropped once told.
+    ExecWait {
+        exec_id: String,
+    },
+    /// Live output of container `id` from now on, and its stdin when it has one (kubectl
+    /// attach): `Attached` carries the fds, named in its `fds` list.
+    Attach {
+        id: String,
+    },
+}
+
+/// What to run for an exec; the container's own process (user, env, cwd, capabilities) is
+/// the base, as runc and containerd do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecProcess {
+    pub exec_id: String,
+    pub args: Vec<String>,
+    /// A pseudo-terminal instead of pipes: one fd, `pty`, both ways; the process gets it as
+    /// its controlling terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// Without it the process reads /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// The name of one fd passed with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stdio {
+    /// Write end of the process's stdin.
+    Stdin,
+    /// Read end of its stdout.
+    Stdout,
+    /// Read end of its stderr.
+    Stderr,
+    /// The pseudo-terminal's master: read output, write input, resize with TIOCSWINSZ.
+    Pty,
 }
 
 /// CRI log rotation; kubelet's defaults are 10 MiB and 5 files.
@@ -69,10 +115,29 @@ impl Default for LogLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Pong { version: u32, pid: u32 },
+    Pong {
+        version: u32,
+        pid: u32,
+    },
     Ok,
-    State { containers: Vec<ContainerState> },
-    Error { kind: ErrorKind, message: String },
+    State {
+        containers: Vec<ContainerState>,
+    },
+    ExecStarted {
+        pid: i32,
+        fds: Vec<Stdio>,
+    },
+    Attached {
+        fds: Vec<Stdio>,
+    },
+    /// An exec's exit status, or 128+signal.
+    Exited {
+        exit_code: i32,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,12 +33,26 @@ pub enum RuntimeError {
     },
 }
 
-/// A created container: its init waits for `start`; the shim reads the pipes.
+/// A created container: its init waits for `start`; the shim reads the pipes and keeps the
+/// write end of its stdin when it has one.
 #[derive(Debug)]
 pub struct Created {
     pub pid: i32,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    pub stdin: Option<OwnedFd>,
+}
+
+/// Where an exec'd process's stdio comes from.
+pub enum ExecStdio {
+    /// The process's ends of three pipes (or /dev/null); consumed by the start.
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A listening socket's path: the process makes a pty and sends its master there.
+    Console(PathBuf),
 }
 
 /// libcontainer's errors keep the useful part (the syscall, the path) in their sources.
@@ -80,13 +94,29 @@ fn nonblocking_pipe(id: &str) -> Result<(OwnedFd, OwnedFd), RuntimeError> {
 }
 
 /// Creates the container from `<bundle>/config.json`, with state under `state_root`.
-pub fn create(state_root: &Path, bundle: &Path, id: &str) -> Result<Created, RuntimeError> {
+/// With `stdin`, the container reads a pipe whose write end the shim keeps (for attach).
+pub fn create(
+    state_root: &Path,
+    bundle: &Path,
+    id: &str,
+    stdin: bool,
+) -> Result<Created, RuntimeError> {
     let (out_r, out_w) = nonblocking_pipe(id)?;
     let (err_r, err_w) = nonblocking_pipe(id)?;
-    let container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_executor(ShimExecutor)
         .with_root_path(state_root)
-        .map_err(lc_err("create", id))?
+        .map_err(lc_err("create", id))?;
+    let mut stdin_w = None;
+    if stdin {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| RuntimeError::Pipe {
+            id: id.to_string(),
+            source,
+        })?;
+        builder = builder.with_stdin(r);
+        stdin_w = Some(w);
+    }
+    let container = builder
         .with_stdout(out_w)
         .with_stderr(err_w)
         .validate_id()
@@ -108,7 +138,41 @@ pub fn create(state_root: &Path, bundle: &Path, id: &str) -> Result<Created, Run
         pid,
         stdout: out_r,
         stderr: err_r,
+        stdin: stdin_w,
     })
+}
+
+/// Starts `process` (an OCI process JSON file) in the namespaces and cgroup of running
+/// container `id`; returns the new process's pid. Like a container's init it becomes the
+/// shim's child (or orphan: the shim is the subreaper), reaped by the loop.
+pub fn exec(
+    state_root: &Path,
+    id: &str,
+    process: &Path,
+    stdio: ExecStdio,
+) -> Result<i32, RuntimeError> {
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(ShimExecutor)
+        .with_root_path(state_root)
+        .map_err(lc_err("exec in", id))?;
+    builder = match stdio {
+        ExecStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => builder
+            .with_stdin(stdin)
+            .with_stdout(stdout)
+            .with_stderr(stderr),
+        ExecStdio::Console(path) => builder.with_console_socket(Some(path)),
+    };
+    let pid = builder
+        .as_tenant()
+        .with_process(Some(process))
+        .with_detach(true)
+        .build()
+        .map_err(lc_err("exec in", id))?;
+    Ok(pid.as_raw())
 }
 
 pub fn start(state_root: &Path, id: &str) -> Result<(), RuntimeError> {

@@ -8,9 +8,9 @@
 //! container writing fast cannot starve the others or the agent's requests.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,9 +21,12 @@ use nix::sys::signalfd::{SfdFlags, SigSet, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::conn::{flush, read_lines, Client};
+use super::exec::Execs;
+use super::exec::FdReply;
 use super::logs::Stream;
 use super::pod::Pod;
-use super::protocol::{ErrorKind, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
+use super::protocol::{ErrorKind, Request, Response, PROTOCOL_VERSION};
 
 /// How much one pipe may give per loop turn.
 const READ_CHUNK: usize = 64 * 1024;
@@ -45,14 +48,6 @@ pub enum ServeError {
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ServeError {
     let what = what.into();
     move |source| ServeError::Sys { what, source }
-}
-
-struct Client {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-    /// Stop reading: EOF, an oversized line, or the peer went away.
-    closed: bool,
 }
 
 struct Shutdown {
@@ -80,6 +75,7 @@ pub struct Server {
     clients: BTreeMap<u64, Client>,
     next_client: u64,
     shutdown: Option<Shutdown>,
+    execs: Execs,
 }
 
 /// The signals the loop takes through its signalfd; blocked for normal delivery.
@@ -114,6 +110,7 @@ impl Server {
             clients: BTreeMap::new(),
             next_client: 0,
             shutdown: None,
+            execs: Execs::default(),
         })
     }
 
@@ -132,8 +129,16 @@ impl Server {
                     Token::PidFd(id) => self.adopted_exit(&id),
                 }
             }
-            self.clients
-                .retain(|_, c| !(c.closed && c.outbuf.is_empty()));
+            let gone: Vec<u64> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.closed && c.outbuf.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for cid in gone {
+                self.clients.remove(&cid);
+                self.execs.client_gone(cid);
+            }
             if self.advance_shutdown() {
                 return Ok(());
             }
@@ -200,15 +205,7 @@ impl Server {
                         continue;
                     }
                     self.next_client += 1;
-                    self.clients.insert(
-                        self.next_client,
-                        Client {
-                            stream,
-                            inbuf: Vec::new(),
-                            outbuf: Vec::new(),
-                            closed: false,
-                        },
-                    );
+                    self.clients.insert(self.next_client, Client::new(stream));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -243,7 +240,18 @@ impl Server {
                     return;
                 }
             };
-            self.pod.exited(pid.as_raw(), Some(code));
+            match self.execs.exited(pid.as_raw(), code) {
+                Some(Some((cid, reply))) => {
+                    self.respond(cid, &reply, Vec::new());
+                    if let Some(c) = self.clients.get_mut(&cid) {
+                        flush(c);
+                    }
+                }
+                Some(None) => {}
+                None => {
+                    self.pod.exited(pid.as_raw(), Some(code));
+                }
+            }
         }
     }
 
@@ -285,13 +293,20 @@ impl Server {
         for line in lines {
             let reply = match line {
                 Ok(line) => self.handle(cid, &line),
-                Err(msg) => Some(Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message: msg,
-                }),
+                Err(msg) => Some(Ok((
+                    Response::Error {
+                        kind: ErrorKind::BadRequest,
+                        message: msg,
+                    },
+                    Vec::new(),
+                ))),
             };
-            if let Some(reply) = reply {
-                self.respond(cid, &reply);
+            match reply {
+                Some(Ok((reply, fds))) => self.respond(cid, &reply, fds),
+                Some(Err((kind, message))) => {
+                    self.respond(cid, &Response::Error { kind, message }, Vec::new())
+                }
+                None => {}
             }
         }
         if let Some(c) = self.clients.get_mut(&cid) {
@@ -299,24 +314,24 @@ impl Server {
         }
     }
 
-    fn respond(&mut self, cid: u64, reply: &Response) {
+    fn respond(&mut self, cid: u64, reply: &Response, fds: Vec<OwnedFd>) {
         if let Some(c) = self.clients.get_mut(&cid) {
             // Serializing our own types cannot fail; an empty line would still keep order.
             let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
             bytes.push(b'\n');
-            c.outbuf.extend_from_slice(&bytes);
+            c.queue(&bytes, fds);
         }
     }
 
-    /// Answers one request line; `None` when the answer comes later (Shutdown).
-    fn handle(&mut self, cid: u64, line: &[u8]) -> Option<Response> {
+    /// Answers one request line; `None` when the answer comes later (Shutdown, ExecWait).
+    fn handle(&mut self, cid: u64, line: &[u8]) -> Option<FdReply> {
         let req: Request = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => {
-                return Some(Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message: format!("malformed request: {e}"),
-                })
+                return Some(Err((
+                    ErrorKind::BadRequest,
+                    format!("malformed request: {e}"),
+                )))
             }
         };
         if self.shutdown.is_some()
@@ -325,10 +340,10 @@ impl Server {
                 Request::Ping | Request::State | Request::Shutdown { .. }
             )
         {
-            return Some(Response::Error {
-                kind: ErrorKind::ShuttingDown,
-                message: "shim is shutting down".into(),
-            });
+            return Some(Err((
+                ErrorKind::ShuttingDown,
+                "shim is shutting down".into(),
+            )));
         }
         let reply = match req {
             Request::Ping => Ok(Response::Pong {
@@ -350,8 +365,13 @@ impl Server {
                 self.begin_shutdown(Duration::from_secs(grace_seconds.min(3600)), Some(cid));
                 return None;
             }
+            Request::Exec { id, process } => {
+                return Some(self.execs.start(&self.pod, cid, &id, &process))
+            }
+            Request::ExecWait { exec_id } => self.execs.wait(cid, &exec_id)?,
+            Request::Attach { id } => return Some(self.pod.attach(&id)),
         };
-        Some(reply.unwrap_or_else(|(kind, message)| Response::Error { kind, message }))
+        Some(reply.map(|r| (r, Vec::new())))
     }
 
     fn begin_shutdown(&mut self, grace: Duration, waiter: Option<u64>) {
@@ -400,7 +420,7 @@ impl Server {
             }
         };
         for cid in waiters {
-            self.respond(cid, &reply);
+            self.respond(cid, &reply, Vec::new());
             if let Some(c) = self.clients.get_mut(&cid) {
                 // The process exits next: give the answer a moment to leave.
                 let _ = c.stream.set_nonblocking(false);
@@ -448,61 +468,6 @@ impl Server {
         };
         let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut p, PollTimeout::ZERO), Ok(0))
-    }
-}
-
-/// Reads what is available and splits complete lines; an oversized line closes the client.
-fn read_lines(c: &mut Client, lines: &mut Vec<Result<Vec<u8>, String>>) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match c.stream.read(&mut buf) {
-            Ok(0) => {
-                c.closed = true;
-                break;
-            }
-            Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                c.closed = true;
-                c.outbuf.clear();
-                break;
-            }
-        }
-        if c.inbuf.len() > MAX_REQUEST_BYTES {
-            break;
-        }
-    }
-    while let Some(nl) = c.inbuf.iter().position(|b| *b == b'\n') {
-        let line: Vec<u8> = c.inbuf.drain(..=nl).take(nl).collect();
-        if !line.iter().all(|b| b.is_ascii_whitespace()) {
-            lines.push(Ok(line));
-        }
-    }
-    if c.inbuf.len() > MAX_REQUEST_BYTES {
-        lines.push(Err(format!(
-            "request line longer than {MAX_REQUEST_BYTES} bytes"
-        )));
-        c.inbuf.clear();
-        c.closed = true;
-    }
-}
-
-fn flush(c: &mut Client) {
-    while !c.outbuf.is_empty() {
-        match c.stream.write(&c.outbuf) {
-            Ok(0) => break,
-            Ok(n) => {
-                c.outbuf.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                // The agent went away; it will reconnect and ask for State.
-                c.outbuf.clear();
-                c.closed = true;
-            }
-        }
     }
 }
 
