@@ -28,7 +28,7 @@ pub enum ConfigError {
     UnknownGroup(String),
     #[error("volume {0:?} of a volumeMount is not in the pod's volumes")]
     NoVolume(String),
-    #[error("subPath {0:?} must be a relative path without '..'")]
+    #[error("subPath {0:?} must be a relative path without '..' that stays inside its volume")]
     BadSubPath(String),
     #[error("seccomp profile type {0:?} is not supported")]
     Seccomp(String),
@@ -150,6 +150,32 @@ fn seccomp_of(t: &str) -> Result<Seccomp, ConfigError> {
     }
 }
 
+/// `sub` inside the volume at `root`, created as directories where missing, with every
+/// existing component resolved on the host and required to stay inside the volume: a
+/// symlink a container left in the volume cannot point a mount at the host's files.
+pub fn resolve_sub_path(root: &Path, sub: &str) -> Result<PathBuf, ConfigError> {
+    let bad = || ConfigError::BadSubPath(sub.to_string());
+    let base = std::fs::canonicalize(root).map_err(|_| bad())?;
+    let mut cur = base.clone();
+    for part in sub.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let next = cur.join(part);
+        match std::fs::symlink_metadata(&next) {
+            Ok(_) => {
+                cur = std::fs::canonicalize(&next).map_err(|_| bad())?;
+                if !cur.starts_with(&base) {
+                    return Err(bad());
+                }
+            }
+            Err(_) => {
+                // The parent is inside the volume and resolved; a new directory stays there.
+                std::fs::create_dir(&next).map_err(|_| bad())?;
+                cur = next;
+            }
+        }
+    }
+    Ok(cur)
+}
+
 /// The container's spec for the sandbox.
 pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigError> {
     let pod_spec = cx.pod.spec.clone().unwrap_or_default();
@@ -241,10 +267,7 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
             if sub.starts_with('/') || sub.split('/').any(|p| p == "..") {
                 return Err(ConfigError::BadSubPath(sub));
             }
-            source = source.join(&sub);
-            if !source.exists() {
-                let _ = std::fs::create_dir_all(&source);
-            }
+            source = resolve_sub_path(&source, &sub)?;
         }
         mounts.push(Mount {
             source,
@@ -308,4 +331,34 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
         spec.cwd = "/".into();
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_paths_stay_inside_their_volume() {
+        let vol = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), vol.path().join("escape")).unwrap();
+        std::os::unix::fs::symlink("inner", vol.path().join("alias")).unwrap();
+        std::fs::create_dir(vol.path().join("inner")).unwrap();
+        let root = std::fs::canonicalize(vol.path()).unwrap();
+        assert_eq!(
+            resolve_sub_path(vol.path(), "a/b").unwrap(),
+            root.join("a/b")
+        );
+        assert!(root.join("a/b").is_dir());
+        assert_eq!(
+            resolve_sub_path(vol.path(), "alias/x").unwrap(),
+            root.join("inner/x")
+        );
+        assert!(resolve_sub_path(vol.path(), "escape").is_err());
+        assert!(resolve_sub_path(vol.path(), "escape/new").is_err());
+        assert!(
+            !outside.path().join("new").exists(),
+            "a directory was made outside the volume"
+        );
+    }
 }

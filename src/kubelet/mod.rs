@@ -9,6 +9,7 @@ pub mod env;
 pub mod etc;
 pub mod events;
 pub mod exec;
+pub mod imagegc;
 pub mod lease;
 pub mod logs;
 pub mod node;
@@ -167,7 +168,11 @@ async fn run_pods(
     };
     let _ = ready.send(Readiness::ready());
     tracing::info!(node = %cfg.node.name, %pod_cidr, "running pods");
-    pods::run(std::sync::Arc::new(runtime), cancel).await;
+    let runtime = std::sync::Arc::new(runtime);
+    tokio::join!(
+        imagegc::run(runtime.clone(), cancel.clone()),
+        pods::run(runtime, cancel),
+    );
 }
 
 async fn build_runtime(
