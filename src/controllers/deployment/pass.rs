@@ -27,13 +27,17 @@ pub(super) struct Pass<'a> {
 }
 
 pub(super) fn rs_view(rs: &ReplicaSet) -> Rs {
+    let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    // A set just scaled down still reports the pods it is deleting as available until its
+    // controller catches up; counting them would let the next step take too many away.
     Rs {
-        spec: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        available: rs
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0),
+        spec,
+        available: available.min(spec),
     }
 }
 
