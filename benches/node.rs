@@ -140,6 +140,9 @@ async fn delete_all(api: &Api<Pod>) {
             .map(|l| l.items.is_empty())
             .unwrap_or(false)
             && shim_pids().is_empty()
+            && std::fs::read_dir("/run/k1s/netns")
+                .map(|d| d.count() == 0)
+                .unwrap_or(true)
         {
             return;
         }

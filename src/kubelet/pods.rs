@@ -92,10 +92,15 @@ pub async fn run(rt: Arc<Runtime>, cancel: CancellationToken) {
     tasks.abort_all();
 }
 
-/// Pod sandboxes on this node (shim dirs, pod dirs) whose uid the API does not have.
+/// Pod sandboxes on this node (shim dirs, network namespaces, pod dirs) whose uid the API
+/// does not have.
 fn orphans(rt: &Runtime, live: &HashSet<String>) -> Vec<String> {
     let mut out = HashSet::new();
-    for dir in [rt.run_dir.join("pods"), rt.state_dir.join("pods")] {
+    for dir in [
+        rt.run_dir.join("pods"),
+        rt.run_dir.join("netns"),
+        rt.state_dir.join("pods"),
+    ] {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
                 let uid = e.file_name().to_string_lossy().into_owned();

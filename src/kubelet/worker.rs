@@ -1044,7 +1044,6 @@ impl Worker {
                 tracing::warn!(pod = %self.uid, error = %e, "stopping the pod's shim");
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
         let containers = self.pod_dir().join("containers");
         if let Ok(entries) = std::fs::read_dir(&containers) {
             for e in entries.flatten() {
@@ -1058,6 +1057,9 @@ impl Worker {
         let p = self.netns_path();
         let _ = tokio::task::spawn_blocking(move || netns::remove(&p)).await;
         self.pod_ips.clear();
+        // Last: while the shim directory exists, a restarted agent knows there is something
+        // of this pod left to clean up.
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Everything of the pod on this node is gone: remove its directories, and the API object

@@ -128,7 +128,8 @@ impl Drop for Node {
         let deadline = Instant::now() + Duration::from_secs(20);
         for uid in uids.split_whitespace() {
             let dir = PathBuf::from("/run/k1s/pods").join(uid);
-            while dir.exists() && Instant::now() < deadline {
+            let netns = PathBuf::from("/run/k1s/netns").join(uid);
+            while (dir.exists() || netns.exists()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
