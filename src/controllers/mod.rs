@@ -11,4 +11,6 @@ pub mod podutil;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod rollout;
+pub mod rootca;
+pub mod satokens;
 pub mod serviceaccount;
