@@ -1,0 +1,1005 @@
+//! The DaemonSet and StatefulSet controllers against the in-process API: placement over
+//! nodes (selectors, affinity, taints, nodes coming and going), rolling updates within
+//! maxUnavailable and maxSurge, OnDelete, ControllerRevision history and undo as kubectl
+//! does it (a strategic merge patch of the revision's data); StatefulSet ordering,
+//! Parallel, ordinals, claims and their retention, partitions and status. No scheduler or
+//! kubelet runs: tests mark pods Running and Ready themselves.
+
+mod sets_support;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use sets_support::*;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const HASH: &str = "controller-revision-hash";
+
+fn daemonset(name: &str, image: &str, extra: serde_json::Value) -> DaemonSet {
+    let mut v = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}]}
+            }
+        }
+    });
+    merge(&mut v["spec"], extra);
+    serde_json::from_value(v).unwrap()
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// The node a daemon pod is pinned to by its required node affinity.
+fn pinned(p: &Pod) -> String {
+    let a = p
+        .spec
+        .as_ref()
+        .unwrap()
+        .affinity
+        .as_ref()
+        .expect("affinity");
+    let terms = &a
+        .node_affinity
+        .as_ref()
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()
+        .unwrap()
+        .node_selector_terms;
+    assert_eq!(terms.len(), 1);
+    let f = &terms[0].match_fields.as_ref().unwrap()[0];
+    assert_eq!(
+        (f.key.as_str(), f.operator.as_str()),
+        ("metadata.name", "In")
+    );
+    f.values.as_ref().unwrap()[0].clone()
+}
+
+async fn pinned_nodes(c: &Client, app: &str) -> Vec<String> {
+    let mut v: Vec<String> = live_pods(c, app).await.iter().map(pinned).collect();
+    v.sort();
+    v
+}
+
+async fn revisions(c: &Client, app: &str) -> Vec<ControllerRevision> {
+    let api: Api<ControllerRevision> = Api::namespaced(c.clone(), "default");
+    let mut v = api
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items;
+    v.sort_by_key(|r| r.revision);
+    v
+}
+
+/// What `kubectl rollout undo --to-revision=n` sends: the revision's data as a strategic
+/// merge patch.
+async fn undo<K>(api: &Api<K>, name: &str, rev: &ControllerRevision)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let data = rev.data.as_ref().unwrap().0.clone();
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&data))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn daemonset_follows_nodes_selectors_and_taints() {
+    let c = cluster().await;
+    node(&c.client, "a", &[("role", "edge")], &[]).await;
+    node(
+        &c.client,
+        "b",
+        &[("role", "edge")],
+        &["dedicated=db:NoSchedule"],
+    )
+    .await;
+    node(&c.client, "c", &[], &[]).await;
+    let api: Api<DaemonSet> = Api::namespaced(c.client.clone(), "default");
+    let ds = daemonset(
+        "agent",
+        "busybox:1",
+        json!({"template": {"spec": {"nodeSelector": {"role": "edge"}}}}),
+    );
+    let ds = api.create(&PostParams::default(), &ds).await.unwrap();
+    let pods = eventually(10, "a pod on a", || async {
+        let p = live_pods(&c.client, "agent").await;
+        (p.len() == 1).then_some(p)
+    })
+    .await;
+    let p = &pods[0];
+    assert_eq!(pinned(p), "a");
+    assert!(
+        p.spec.as_ref().unwrap().node_name.is_none(),
+        "the scheduler binds it"
+    );
+    assert!(p.name_any().starts_with("agent-"));
+    let r = &p.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (r.kind.as_str(), r.uid.as_str(), r.controller),
+        ("DaemonSet", ds.uid().unwrap().as_str(), Some(true))
+    );
+    let tolerations: HashSet<(String, String)> = p
+        .spec
+        .as_ref()
+        .unwrap()
+        .tolerations
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|t| (t.key.clone().unwrap(), t.effect.clone().unwrap()))
+        .collect();
+    for (k, e) in [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ] {
+        assert!(
+            tolerations.contains(&(k.to_string(), e.to_string())),
+            "{k} {e}: {tolerations:?}"
+        );
+    }
+    assert!(!tolerations
+        .iter()
+        .any(|(k, _)| k == "node.kubernetes.io/network-unavailable"));
+    // The pod carries the revision's hash, the revision carries the template's labels.
+    let revs = revisions(&c.client, "agent").await;
+    assert_eq!(revs.len(), 1);
+    assert_eq!(revs[0].revision, 1);
+    let hash = label(p, HASH).to_string();
+    assert_eq!(revs[0].name_any(), format!("agent-{hash}"));
+    assert_eq!(revs[0].labels()[HASH], hash);
+
+    // Relabel c, add d: pods follow. Remove d, unlabel c, evict from a: they go.
+    patch_node(
+        &c.client,
+        "c",
+        json!({"metadata": {"labels": {"role": "edge"}}}),
+    )
+    .await;
+    node(&c.client, "d", &[("role", "edge")], &[]).await;
+    eventually(10, "pods on a, c, d", || async {
+        (pinned_nodes(&c.client, "agent").await == ["a", "c", "d"]).then_some(())
+    })
+    .await;
+    Api::<Node>::all(c.client.clone())
+        .delete("d", &DeleteParams::default())
+        .await
+        .unwrap();
+    patch_node(
+        &c.client,
+        "c",
+        json!({"metadata": {"labels": {"role": null}}}),
+    )
+    .await;
+    eventually(10, "pods on a only", || async {
+        (pinned_nodes(&c.client, "agent").await == ["a"]).then_some(())
+    })
+    .await;
+    // The tolerated NoSchedule taint on b is fine once the template tolerates it.
+    let tol = json!({"spec": {"template": {"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Merge(&tol))
+        .await
+        .unwrap();
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "agent", done.clone());
+    eventually(10, "pods on a and b", || async {
+        (pinned_nodes(&c.client, "agent").await == ["a", "b"]).then_some(())
+    })
+    .await;
+    let st = eventually(10, "status", || async {
+        let d = api.get("agent").await.unwrap();
+        let s = d.status?;
+        (s.desired_number_scheduled == 2
+            && s.current_number_scheduled == 2
+            && s.number_ready == 2
+            && s.number_available == Some(2)
+            && s.updated_number_scheduled == Some(2)
+            && s.number_misscheduled == 0
+            && s.observed_generation == d.metadata.generation)
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(st.number_unavailable, None);
+    // A NoExecute taint on a evicts; a NoSchedule one on b keeps the pod there
+    // (misscheduled no more counted as desired).
+    patch_node(
+        &c.client,
+        "a",
+        json!({"spec": {"taints": [{"key": "gone", "effect": "NoExecute"}]}}),
+    )
+    .await;
+    patch_node(
+        &c.client,
+        "b",
+        json!({"spec": {"taints": [
+            {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+            {"key": "full", "effect": "NoSchedule"}
+        ]}}),
+    )
+    .await;
+    eventually(10, "pod on b only", || async {
+        (pinned_nodes(&c.client, "agent").await == ["b"]).then_some(())
+    })
+    .await;
+    eventually(10, "misscheduled", || async {
+        let s = api.get("agent").await.unwrap().status?;
+        (s.desired_number_scheduled == 0 && s.number_misscheduled == 1).then_some(())
+    })
+    .await;
+    let ev = events(&c.client, "agent").await;
+    assert!(
+        ev.iter()
+            .any(|(r, m)| r == "SuccessfulCreate" && m.starts_with("Created pod: agent-")),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|(r, _)| r == "SuccessfulDelete"), "{ev:?}");
+    done.cancel();
+}
+
+async fn ds_nodes(c: &Client, n: usize) {
+    for i in 0..n {
+        node(c, &format!("n{i}"), &[], &[]).await;
+    }
+}
+
+/// Pods per state: (old live, new live, new ready).
+async fn split(c: &Client, app: &str, image: &str) -> (usize, usize, usize) {
+    let pods = live_pods(c, app).await;
+    let new: Vec<&Pod> = pods.iter().filter(|p| image_of(p) == image).collect();
+    (
+        pods.len() - new.len(),
+        new.len(),
+        new.iter().filter(|p| is_ready(p)).count(),
+    )
+}
+
+#[tokio::test]
+async fn daemonset_rolling_update_within_max_unavailable_and_undo() {
+    let c = cluster().await;
+    ds_nodes(&c.client, 4).await;
+    let api: Api<DaemonSet> = Api::namespaced(c.client.clone(), "default");
+    let ds = daemonset(
+        "roll",
+        "v1",
+        json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}}),
+    );
+    api.create(&PostParams::default(), &ds).await.unwrap();
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "roll", done.clone());
+    eventually(10, "4 ready", || async {
+        let s = api.get("roll").await.unwrap().status?;
+        (s.number_available == Some(4)).then_some(())
+    })
+    .await;
+    done.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let img =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+    api.patch("roll", &PatchParams::default(), &Patch::Merge(&img))
+        .await
+        .unwrap();
+    eventually(10, "two replaced", || async {
+        (split(&c.client, "roll", "v2").await == (2, 2, 0)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        split(&c.client, "roll", "v2").await,
+        (2, 2, 0),
+        "no more than maxUnavailable at once"
+    );
+    // One new pod ready: one more old pod may go.
+    let new: Vec<Pod> = live_pods(&c.client, "roll")
+        .await
+        .into_iter()
+        .filter(|p| image_of(p) == "v2")
+        .collect();
+    make_ready(&c.client, &new[0].name_any()).await;
+    eventually(10, "third replaced", || async {
+        (split(&c.client, "roll", "v2").await == (1, 3, 1)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(split(&c.client, "roll", "v2").await, (1, 3, 1));
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "roll", done.clone());
+    eventually(10, "rolled out", || async {
+        let d = api.get("roll").await.unwrap();
+        let s = d.status?;
+        (s.updated_number_scheduled == Some(4)
+            && s.number_available == Some(4)
+            && s.observed_generation == d.metadata.generation)
+            .then_some(())
+    })
+    .await;
+    let revs = revisions(&c.client, "roll").await;
+    assert_eq!(revs.iter().map(|r| r.revision).collect::<Vec<_>>(), [1, 2]);
+    for p in live_pods(&c.client, "roll").await {
+        assert_eq!(label(&p, HASH), revs[1].labels()[HASH]);
+    }
+    // Undo to revision 1 as kubectl does: revision 1 comes back as revision 3.
+    undo(&api, "roll", &revs[0]).await;
+    eventually(10, "rolled back", || async {
+        let pods = live_pods(&c.client, "roll").await;
+        let s = api.get("roll").await.unwrap().status?;
+        (pods.len() == 4
+            && pods.iter().all(|p| image_of(p) == "v1")
+            && s.updated_number_scheduled == Some(4)
+            && s.number_available == Some(4))
+        .then_some(())
+    })
+    .await;
+    let after = revisions(&c.client, "roll").await;
+    assert_eq!(
+        after
+            .iter()
+            .map(|r| (r.name_any(), r.revision))
+            .collect::<Vec<_>>(),
+        [(revs[1].name_any(), 2), (revs[0].name_any(), 3)]
+    );
+    let d = api.get("roll").await.unwrap();
+    assert_eq!(
+        image_of(&Pod {
+            spec: d.spec.unwrap().template.spec,
+            ..Default::default()
+        }),
+        "v1"
+    );
+    done.cancel();
+}
+
+#[tokio::test]
+async fn daemonset_surges_before_removing_old_pods() {
+    let c = cluster().await;
+    ds_nodes(&c.client, 3).await;
+    let api: Api<DaemonSet> = Api::namespaced(c.client.clone(), "default");
+    let ds = daemonset(
+        "surge",
+        "v1",
+        json!({"updateStrategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}),
+    );
+    api.create(&PostParams::default(), &ds).await.unwrap();
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "surge", done.clone());
+    eventually(10, "3 available", || async {
+        let s = api.get("surge").await.unwrap().status?;
+        (s.number_available == Some(3)).then_some(())
+    })
+    .await;
+    done.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let img =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+    api.patch("surge", &PatchParams::default(), &Patch::Merge(&img))
+        .await
+        .unwrap();
+    // Step by step: one extra pod, ready, then its old pod goes and the next node surges.
+    for step in 0..3 {
+        let new = eventually(10, "a surge pod", || async {
+            let (old, new, ready) = split(&c.client, "surge", "v2").await;
+            (old == 3 - step && new == step + 1 && ready == step).then_some(())
+        })
+        .await;
+        let _ = new;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            split(&c.client, "surge", "v2").await,
+            (3 - step, step + 1, step),
+            "step {step}"
+        );
+        let waiting: Vec<Pod> = live_pods(&c.client, "surge")
+            .await
+            .into_iter()
+            .filter(|p| image_of(p) == "v2" && !is_ready(p))
+            .collect();
+        make_ready(&c.client, &waiting[0].name_any()).await;
+    }
+    eventually(10, "surged through", || async {
+        let s = api.get("surge").await.unwrap().status?;
+        (split(&c.client, "surge", "v2").await == (0, 3, 3)
+            && s.updated_number_scheduled == Some(3))
+        .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn daemonset_on_delete_failed_pods_and_history_limit() {
+    let c = cluster().await;
+    ds_nodes(&c.client, 2).await;
+    let api: Api<DaemonSet> = Api::namespaced(c.client.clone(), "default");
+    let ds = daemonset(
+        "od",
+        "v1",
+        json!({"updateStrategy": {"type": "OnDelete"}, "revisionHistoryLimit": 1}),
+    );
+    api.create(&PostParams::default(), &ds).await.unwrap();
+    let pods = eventually(10, "2 pods", || async {
+        let p = live_pods(&c.client, "od").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    for v in ["v2", "v3", "v4"] {
+        let img =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": v}]}}}});
+        api.patch("od", &PatchParams::default(), &Patch::Merge(&img))
+            .await
+            .unwrap();
+        eventually(10, "a revision", || async {
+            revisions(&c.client, "od")
+                .await
+                .iter()
+                .any(|r| {
+                    r.data.as_ref().is_some_and(|d| {
+                        d.0["spec"]["template"]["spec"]["containers"][0]["image"] == v
+                    })
+                })
+                .then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // OnDelete: nothing replaced.
+    assert_eq!(names(&live_pods(&c.client, "od").await), names(&pods));
+    // History: the current revision, the one the pods run (live), and one more at most.
+    let revs = revisions(&c.client, "od").await;
+    assert_eq!(
+        revs.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        [1, 3, 4],
+        "{revs:?}"
+    );
+    // A deleted pod comes back at the current revision; a failed one is replaced too.
+    let pod_api: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pod_api
+        .delete(&pods[0].name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    make_failed(&c.client, &pods[1].name_any()).await;
+    eventually(10, "both replaced at v4", || async {
+        let p = live_pods(&c.client, "od").await;
+        (p.len() == 2 && p.iter().all(|p| image_of(p) == "v4")).then_some(())
+    })
+    .await;
+    let ev = events(&c.client, "od").await;
+    assert!(
+        ev.iter()
+            .any(|(r, m)| r == "FailedDaemonPod" && m.contains("will try to kill it")),
+        "{ev:?}"
+    );
+    eventually(10, "history trimmed", || async {
+        (revisions(&c.client, "od")
+            .await
+            .iter()
+            .map(|r| r.revision)
+            .collect::<Vec<_>>()
+            == [3, 4])
+        .then_some(())
+    })
+    .await;
+}
+
+fn statefulset(name: &str, replicas: i32, extra: serde_json::Value) -> StatefulSet {
+    let mut v = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": format!("{name}-svc"),
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "v1"}]}
+            }
+        }
+    });
+    merge(&mut v["spec"], extra);
+    serde_json::from_value(v).unwrap()
+}
+
+/// Record the order in which pods with `app=<app>` are deleted.
+fn deletions(client: &Client, app: &str) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let out = seen.clone();
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let cfg = watcher::Config::default().labels(&format!("app={app}"));
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut s = std::pin::pin!(watcher(api, cfg).default_backoff());
+        while let Some(Ok(ev)) = s.next().await {
+            if let watcher::Event::Delete(p) = ev {
+                seen.lock().unwrap().push(p.name_any());
+            }
+        }
+    });
+    out
+}
+
+#[tokio::test]
+async fn statefulset_ordered_creation_scale_down_and_status() {
+    let c = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
+    let set = api
+        .create(&PostParams::default(), &statefulset("web", 3, json!({})))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let want: Vec<String> = (0..=i).map(|o| format!("web-{o}")).collect();
+        eventually(10, "the next member", || async {
+            (names(&live_pods(&c.client, "web").await) == want).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            names(&live_pods(&c.client, "web").await),
+            want,
+            "waits for web-{i} to be ready"
+        );
+        make_ready(&c.client, &format!("web-{i}")).await;
+    }
+    let pods = live_pods(&c.client, "web").await;
+    let rev = eventually(10, "status", || async {
+        let s = api.get("web").await.unwrap().status?;
+        (s.replicas == 3
+            && s.ready_replicas == Some(3)
+            && s.available_replicas == Some(3)
+            && s.current_replicas == Some(3)
+            && s.updated_replicas == Some(3)
+            && s.current_revision == s.update_revision
+            && s.observed_generation == Some(1)
+            && s.collision_count == Some(0))
+        .then_some(s.update_revision.unwrap())
+    })
+    .await;
+    for (i, p) in pods.iter().enumerate() {
+        assert_eq!(
+            label(p, "statefulset.kubernetes.io/pod-name"),
+            format!("web-{i}")
+        );
+        assert_eq!(label(p, "apps.kubernetes.io/pod-index"), i.to_string());
+        assert_eq!(label(p, HASH), rev);
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some(format!("web-{i}").as_str()));
+        assert_eq!(spec.subdomain.as_deref(), Some("web-svc"));
+        assert_eq!(
+            p.metadata.owner_references.as_ref().unwrap()[0].uid,
+            set.uid().unwrap()
+        );
+    }
+    let revs = revisions(&c.client, "web").await;
+    assert_eq!(revs.len(), 1);
+    assert_eq!((revs[0].name_any(), revs[0].revision), (rev.clone(), 1));
+    let ev = events(&c.client, "web").await;
+    assert!(
+        ev.contains(&(
+            "SuccessfulCreate".into(),
+            "create Pod web-0 in StatefulSet web successful".into()
+        )),
+        "{ev:?}"
+    );
+
+    // A failed member is replaced under the same name.
+    make_failed(&c.client, "web-1").await;
+    let fresh = eventually(10, "web-1 again", || async {
+        let p = live_pods(&c.client, "web")
+            .await
+            .into_iter()
+            .find(|p| p.name_any() == "web-1")?;
+        (p.uid() != pods[1].uid()).then_some(p)
+    })
+    .await;
+    assert_eq!(label(&fresh, HASH), rev);
+    make_ready(&c.client, "web-1").await;
+
+    // Scale down: highest ordinal first, one at a time.
+    let order = deletions(&c.client, "web");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "one member", || async {
+        (names(&live_pods(&c.client, "web").await) == ["web-0"]).then_some(())
+    })
+    .await;
+    assert_eq!(*order.lock().unwrap(), ["web-2", "web-1"]);
+    eventually(10, "status of 1", || async {
+        let s = api.get("web").await.unwrap().status?;
+        (s.replicas == 1 && s.ready_replicas == Some(1) && s.observed_generation == Some(2))
+            .then_some(())
+    })
+    .await;
+    // Scale down waits for unhealthy members: web-0 is not ready, so nothing else happens
+    // until... there is nothing else; scale up waits for it.
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "web-1 back", || async {
+        (names(&live_pods(&c.client, "web").await) == ["web-0", "web-1"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn statefulset_parallel_with_ordinals_start() {
+    let c = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
+    let set = statefulset(
+        "par",
+        3,
+        json!({"podManagementPolicy": "Parallel", "ordinals": {"start": 5}}),
+    );
+    api.create(&PostParams::default(), &set).await.unwrap();
+    eventually(10, "all at once", || async {
+        (names(&live_pods(&c.client, "par").await) == ["par-5", "par-6", "par-7"]).then_some(())
+    })
+    .await;
+    let p = &live_pods(&c.client, "par").await[0];
+    assert_eq!(label(p, "apps.kubernetes.io/pod-index"), "5");
+    // Scaling down in parallel does not wait for readiness either.
+    api.patch_scale(
+        "par",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "one left", || async {
+        (names(&live_pods(&c.client, "par").await) == ["par-5"]).then_some(())
+    })
+    .await;
+    eventually(10, "status", || async {
+        let s = api.get("par").await.unwrap().status?;
+        (s.replicas == 1 && s.ready_replicas == Some(0)).then_some(())
+    })
+    .await;
+}
+
+fn claims_spec(policy: serde_json::Value) -> serde_json::Value {
+    json!({
+        "podManagementPolicy": "Parallel",
+        "persistentVolumeClaimRetentionPolicy": policy,
+        "volumeClaimTemplates": [{
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+        }]
+    })
+}
+
+async fn claim_names(c: &Client) -> Vec<String> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), "default");
+    let mut v: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .map(|c| c.name_any())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn statefulset_claims_outlive_pods_and_follow_retention() {
+    let c = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
+    // Retain (the default): claims stay through scale down and deletion.
+    api.create(
+        &PostParams::default(),
+        &statefulset("keep", 2, claims_spec(json!({}))),
+    )
+    .await
+    .unwrap();
+    eventually(10, "claims", || async {
+        (claim_names(&c.client).await == ["data-keep-0", "data-keep-1"]).then_some(())
+    })
+    .await;
+    let pods = eventually(10, "members", || async {
+        let p = live_pods(&c.client, "keep").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    let vol = &pods[1].spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
+    assert_eq!(vol.name, "data");
+    assert_eq!(
+        vol.persistent_volume_claim.as_ref().unwrap().claim_name,
+        "data-keep-1"
+    );
+    let pvc: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "default");
+    let claim = pvc.get("data-keep-0").await.unwrap();
+    assert_eq!(claim.labels()["app"], "keep");
+    assert!(claim.metadata.owner_references.is_none_or(|r| r.is_empty()));
+    let ev = events(&c.client, "keep").await;
+    assert!(
+        ev.iter().any(|(r, m)| r == "SuccessfulCreate"
+            && m == "create Claim data-keep-0 Pod keep-0 in StatefulSet keep success"),
+        "{ev:?}"
+    );
+    api.patch_scale(
+        "keep",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "no members", || async {
+        live_pods(&c.client, "keep").await.is_empty().then_some(())
+    })
+    .await;
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(claim_names(&c.client).await, ["data-keep-0", "data-keep-1"]);
+    for n in ["data-keep-0", "data-keep-1"] {
+        pvc.delete(n, &DeleteParams::default()).await.unwrap();
+    }
+
+    // whenScaled: Delete: a scaled-away member's claim goes with it; whenDeleted: Delete:
+    // the rest go with the set.
+    let policy = json!({"whenScaled": "Delete", "whenDeleted": "Delete"});
+    let set = api
+        .create(
+            &PostParams::default(),
+            &statefulset("gone", 3, claims_spec(policy)),
+        )
+        .await
+        .unwrap();
+    eventually(10, "claims", || async {
+        (claim_names(&c.client).await == ["data-gone-0", "data-gone-1", "data-gone-2"])
+            .then_some(())
+    })
+    .await;
+    let owners = pvc
+        .get("data-gone-0")
+        .await
+        .unwrap()
+        .metadata
+        .owner_references
+        .unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].uid.as_str()),
+        ("StatefulSet", set.uid().unwrap().as_str())
+    );
+    api.patch_scale(
+        "gone",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "scaled claims gone", || async {
+        (claim_names(&c.client).await == ["data-gone-0"]).then_some(())
+    })
+    .await;
+    api.delete("gone", &DeleteParams::default()).await.unwrap();
+    eventually(10, "all claims gone", || async {
+        claim_names(&c.client).await.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn statefulset_partitioned_rolling_update_and_undo() {
+    let c = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
+    let set = statefulset(
+        "db",
+        3,
+        json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}}),
+    );
+    api.create(&PostParams::default(), &set).await.unwrap();
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "db", done.clone());
+    let first = eventually(15, "ready", || async {
+        let s = api.get("db").await.unwrap().status?;
+        (s.ready_replicas == Some(3) && s.current_revision == s.update_revision)
+            .then_some(s.current_revision.unwrap())
+    })
+    .await;
+    let order = deletions(&c.client, "db");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let img =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+    api.patch("db", &PatchParams::default(), &Patch::Merge(&img))
+        .await
+        .unwrap();
+    let second = eventually(15, "the partition updated", || async {
+        let s = api.get("db").await.unwrap().status?;
+        let images: Vec<String> = live_pods(&c.client, "db")
+            .await
+            .iter()
+            .map(image_of)
+            .collect();
+        (images == ["v1", "v1", "v2"]
+            && s.updated_replicas == Some(1)
+            && s.current_replicas == Some(2)
+            && s.ready_replicas == Some(3)
+            && s.current_revision.as_deref() == Some(first.as_str()))
+        .then_some(s.update_revision.unwrap())
+    })
+    .await;
+    assert_ne!(first, second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*order.lock().unwrap(), ["db-2"]);
+    // Drop the partition: the rest roll, highest ordinal first.
+    let p0 = json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}});
+    api.patch("db", &PatchParams::default(), &Patch::Merge(&p0))
+        .await
+        .unwrap();
+    eventually(15, "rolled out", || async {
+        let s = api.get("db").await.unwrap().status?;
+        (s.updated_replicas == Some(3)
+            && s.ready_replicas == Some(3)
+            && s.current_revision.as_deref() == Some(second.as_str()))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(*order.lock().unwrap(), ["db-2", "db-1", "db-0"]);
+    for p in live_pods(&c.client, "db").await {
+        assert_eq!(label(&p, HASH), second);
+    }
+    // Undo to the first revision: it comes back renumbered.
+    let revs = revisions(&c.client, "db").await;
+    assert_eq!(
+        revs.iter()
+            .map(|r| (r.name_any(), r.revision))
+            .collect::<Vec<_>>(),
+        [(first.clone(), 1), (second.clone(), 2)]
+    );
+    undo(&api, "db", &revs[0]).await;
+    eventually(15, "rolled back", || async {
+        let s = api.get("db").await.unwrap().status?;
+        let images: Vec<String> = live_pods(&c.client, "db")
+            .await
+            .iter()
+            .map(image_of)
+            .collect();
+        (images == ["v1", "v1", "v1"]
+            && s.current_revision.as_deref() == Some(first.as_str())
+            && s.updated_replicas == Some(3))
+        .then_some(())
+    })
+    .await;
+    let revs = revisions(&c.client, "db").await;
+    assert_eq!(
+        revs.iter()
+            .map(|r| (r.name_any(), r.revision))
+            .collect::<Vec<_>>(),
+        [(second, 2), (first, 3)]
+    );
+    done.cancel();
+}
+
+#[tokio::test]
+async fn statefulset_on_delete_and_max_unavailable() {
+    let c = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &statefulset("od", 2, json!({"updateStrategy": {"type": "OnDelete"}})),
+    )
+    .await
+    .unwrap();
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "od", done.clone());
+    eventually(15, "ready", || async {
+        let s = api.get("od").await.unwrap().status?;
+        (s.ready_replicas == Some(2)).then_some(())
+    })
+    .await;
+    let img =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+    api.patch("od", &PatchParams::default(), &Patch::Merge(&img))
+        .await
+        .unwrap();
+    eventually(10, "update revision", || async {
+        let s = api.get("od").await.unwrap().status?;
+        (s.update_revision != s.current_revision && s.observed_generation == Some(2)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let images: Vec<String> = live_pods(&c.client, "od")
+        .await
+        .iter()
+        .map(image_of)
+        .collect();
+    assert_eq!(images, ["v1", "v1"]);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.delete("od-1", &DeleteParams::default()).await.unwrap();
+    eventually(10, "od-1 at v2", || async {
+        let images: Vec<String> = live_pods(&c.client, "od")
+            .await
+            .iter()
+            .map(image_of)
+            .collect();
+        (images == ["v1", "v2"]).then_some(())
+    })
+    .await;
+    eventually(10, "counts", || async {
+        let s = api.get("od").await.unwrap().status?;
+        (s.updated_replicas == Some(1) && s.current_replicas == Some(1)).then_some(())
+    })
+    .await;
+    done.cancel();
+
+    // maxUnavailable 2 of 4: two members roll at once, no more.
+    let set = statefulset(
+        "mu",
+        4,
+        json!({"podManagementPolicy": "Parallel",
+        "updateStrategy": {"rollingUpdate": {"maxUnavailable": 2}}}),
+    );
+    api.create(&PostParams::default(), &set).await.unwrap();
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "mu", done.clone());
+    eventually(15, "ready", || async {
+        let s = api.get("mu").await.unwrap().status?;
+        (s.ready_replicas == Some(4)).then_some(())
+    })
+    .await;
+    done.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.patch("mu", &PatchParams::default(), &Patch::Merge(&img))
+        .await
+        .unwrap();
+    eventually(10, "two rolled", || async {
+        let images: Vec<String> = live_pods(&c.client, "mu")
+            .await
+            .iter()
+            .map(image_of)
+            .collect();
+        (images == ["v1", "v1", "v2", "v2"]).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let images: Vec<String> = live_pods(&c.client, "mu")
+        .await
+        .iter()
+        .map(image_of)
+        .collect();
+    assert_eq!(images, ["v1", "v1", "v2", "v2"]);
+    let done = CancellationToken::new();
+    auto_ready(c.client.clone(), "mu", done.clone());
+    eventually(15, "all rolled", || async {
+        let images: Vec<String> = live_pods(&c.client, "mu")
+            .await
+            .iter()
+            .map(image_of)
+            .collect();
+        (images == ["v2"; 4]).then_some(())
+    })
+    .await;
+    done.cancel();
+}
