@@ -521,7 +521,7 @@ fn statefulset(name: &str, replicas: i32, extra: serde_json::Value) -> StatefulS
 }
 
 /// Record the order in which pods with `app=<app>` are deleted.
-fn deletions(client: &Client, app: &str) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+fn deletions(client: &Client, app: &str) -> Order {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
     let out = seen.clone();
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -536,6 +536,18 @@ fn deletions(client: &Client, app: &str) -> std::sync::Arc<std::sync::Mutex<Vec<
         }
     });
     out
+}
+
+type Order = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Wait for as many deletions as `want` has, then check their order.
+async fn deleted_in_order(order: &Order, want: &[&str]) {
+    eventually(10, "deletions", || async {
+        (order.lock().unwrap().len() >= want.len()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(*order.lock().unwrap(), want);
 }
 
 #[tokio::test]
@@ -571,7 +583,7 @@ async fn statefulset_ordered_creation_scale_down_and_status() {
             && s.current_revision == s.update_revision
             && s.observed_generation == Some(1)
             && s.collision_count == Some(0))
-        .then_some(s.update_revision.unwrap())
+        .then(|| s.update_revision.unwrap())
     })
     .await;
     for (i, p) in pods.iter().enumerate() {
@@ -628,15 +640,14 @@ async fn statefulset_ordered_creation_scale_down_and_status() {
         (names(&live_pods(&c.client, "web").await) == ["web-0"]).then_some(())
     })
     .await;
-    assert_eq!(*order.lock().unwrap(), ["web-2", "web-1"]);
+    deleted_in_order(&order, &["web-2", "web-1"]).await;
     eventually(10, "status of 1", || async {
         let s = api.get("web").await.unwrap().status?;
         (s.replicas == 1 && s.ready_replicas == Some(1) && s.observed_generation == Some(2))
             .then_some(())
     })
     .await;
-    // Scale down waits for unhealthy members: web-0 is not ready, so nothing else happens
-    // until... there is nothing else; scale up waits for it.
+    // Scale up again: web-1 comes back.
     api.patch_scale(
         "web",
         &PatchParams::default(),
@@ -824,8 +835,10 @@ async fn statefulset_partitioned_rolling_update_and_undo() {
     auto_ready(c.client.clone(), "db", done.clone());
     let first = eventually(15, "ready", || async {
         let s = api.get("db").await.unwrap().status?;
-        (s.ready_replicas == Some(3) && s.current_revision == s.update_revision)
-            .then_some(s.current_revision.unwrap())
+        (s.ready_replicas == Some(3)
+            && s.current_revision.is_some()
+            && s.current_revision == s.update_revision)
+            .then(|| s.current_revision.unwrap())
     })
     .await;
     let order = deletions(&c.client, "db");
@@ -847,12 +860,12 @@ async fn statefulset_partitioned_rolling_update_and_undo() {
             && s.current_replicas == Some(2)
             && s.ready_replicas == Some(3)
             && s.current_revision.as_deref() == Some(first.as_str()))
-        .then_some(s.update_revision.unwrap())
+        .then(|| s.update_revision.unwrap())
     })
     .await;
     assert_ne!(first, second);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(*order.lock().unwrap(), ["db-2"]);
+    deleted_in_order(&order, &["db-2"]).await;
     // Drop the partition: the rest roll, highest ordinal first.
     let p0 = json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}});
     api.patch("db", &PatchParams::default(), &Patch::Merge(&p0))
@@ -866,7 +879,7 @@ async fn statefulset_partitioned_rolling_update_and_undo() {
         .then_some(())
     })
     .await;
-    assert_eq!(*order.lock().unwrap(), ["db-2", "db-1", "db-0"]);
+    deleted_in_order(&order, &["db-2", "db-1", "db-0"]).await;
     for p in live_pods(&c.client, "db").await {
         assert_eq!(label(&p, HASH), second);
     }

@@ -570,7 +570,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": status })),
+                &Patch::Merge(&json!({ "status": with_nulls(&status) })),
             )
             .await
         {
@@ -593,6 +593,24 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
         _ => Action::await_change(),
     })
+}
+
+/// The status as a merge patch: fields now unset are sent as null, so they are cleared
+/// (numberUnavailable goes when every pod is available).
+fn with_nulls(status: &DaemonSetStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(m) = v.as_object_mut() {
+        for k in [
+            "numberUnavailable",
+            "numberAvailable",
+            "updatedNumberScheduled",
+            "collisionCount",
+            "conditions",
+        ] {
+            m.entry(k).or_insert(serde_json::Value::Null);
+        }
+    }
+    v
 }
 
 /// `None` if a failed pod under `key` may be deleted now (and the back-off grows), else
