@@ -399,12 +399,11 @@ async fn daemonset_surges_before_removing_old_pods() {
         .unwrap();
     // Step by step: one extra pod, ready, then its old pod goes and the next node surges.
     for step in 0..3 {
-        let new = eventually(10, "a surge pod", || async {
+        eventually(10, "a surge pod", || async {
             let (old, new, ready) = split(&c.client, "surge", "v2").await;
             (old == 3 - step && new == step + 1 && ready == step).then_some(())
         })
         .await;
-        let _ = new;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
             split(&c.client, "surge", "v2").await,
