@@ -7,6 +7,7 @@
 use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::registry::{Catalog, Registry};
 use k1s::store::Store;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -15,6 +16,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// The label naming the revision a pod was made from.
+pub const HASH: &str = "controller-revision-hash";
 
 pub struct Cluster {
     pub client: Client,
@@ -197,4 +201,40 @@ pub async fn events(client: &Client, name: &str) -> Vec<(String, String)> {
         .into_iter()
         .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
         .collect()
+}
+
+/// Merge `b` into `a` (objects key by key, anything else replaced).
+pub fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// The node a daemon pod is pinned to by its required node affinity.
+pub async fn revisions(c: &Client, app: &str) -> Vec<ControllerRevision> {
+    let api: Api<ControllerRevision> = Api::namespaced(c.clone(), "default");
+    let mut v = api
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items;
+    v.sort_by_key(|r| r.revision);
+    v
+}
+
+/// What `kubectl rollout undo --to-revision=n` sends: the revision's data as a strategic
+/// merge patch.
+pub async fn undo<K>(api: &Api<K>, name: &str, rev: &ControllerRevision)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let data = rev.data.as_ref().unwrap().0.clone();
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&data))
+        .await
+        .unwrap();
 }
