@@ -530,3 +530,32 @@ async fn statefulset_on_delete_and_max_unavailable() {
     .await;
     done.cancel();
 }
+
+#[tokio::test]
+async fn statefulset_waits_for_min_ready_seconds() {
+    let c = cluster().await;
+    let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
+    let set = statefulset("slow", 2, json!({"minReadySeconds": 2}));
+    api.create(&PostParams::default(), &set).await.unwrap();
+    eventually(10, "slow-0", || async {
+        (names(&live_pods(&c.client, "slow").await) == ["slow-0"]).then_some(())
+    })
+    .await;
+    make_ready(&c.client, "slow-0").await;
+    eventually(10, "ready, not yet available", || async {
+        let s = api.get("slow").await.unwrap().status?;
+        (s.ready_replicas == Some(1) && s.available_replicas == Some(0)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(names(&live_pods(&c.client, "slow").await), ["slow-0"]);
+    eventually(10, "slow-1 once slow-0 is available", || async {
+        (names(&live_pods(&c.client, "slow").await) == ["slow-0", "slow-1"]).then_some(())
+    })
+    .await;
+    eventually(10, "slow-0 available", || async {
+        let s = api.get("slow").await.unwrap().status?;
+        (s.available_replicas == Some(1) && s.replicas == 2).then_some(())
+    })
+    .await;
+}
