@@ -605,6 +605,23 @@ fn status_subresource_and_generation() {
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 3);
     assert_eq!(scale["status"]["selector"], "a=b");
+    // a scale patch retries past the controller's writes, unless it names a resourceVersion
+    let merge = |body: &str| {
+        let (code, out) = s.curl(
+            "PATCH",
+            &format!("{deps}/d/scale"),
+            Some(("application/merge-patch+json", body.as_bytes())),
+            true,
+        );
+        (
+            code,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+        )
+    };
+    let (code, out) = merge(r#"{"spec":{"replicas":4}}"#);
+    assert_eq!((code, &out["spec"]["replicas"]), (200, &json!(4)), "{out}");
+    let (code, out) = merge(r#"{"metadata":{"resourceVersion":"1"},"spec":{"replicas":5}}"#);
+    assert_eq!(code, 409, "{out}");
 }
 
 #[test]

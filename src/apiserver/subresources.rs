@@ -95,7 +95,13 @@ pub(super) async fn handle(
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
                     let doc = parse_body(headers, &body)?;
-                    own_rv = Some(doc["metadata"]["resourceVersion"].is_string());
+                    own_rv = Some(
+                        doc["metadata"]["resourceVersion"].is_string()
+                            || doc.as_array().is_some_and(|ops| {
+                                ops.iter()
+                                    .any(|op| op["path"] == "/metadata/resourceVersion")
+                            }),
+                    );
                     match PatchType::from_content_type(
                         ct.split(';').next().unwrap_or_default().trim(),
                     ) {
