@@ -197,9 +197,32 @@ fn bad_input_is_refused_and_nothing_changes() {
     );
 }
 
+/// Every namespace holds the `kube-root-ca.crt` ConfigMap, published just after start; tests
+/// that count ConfigMaps wait for it so the count is deterministic.
+fn wait_for_root_ca(s: &TestServer) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s
+        .curl(
+            "GET",
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            None,
+            true,
+        )
+        .0
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-root-ca.crt never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn pagination_and_expired_continue() {
     let s = TestServer::start();
+    wait_for_root_ca(&s);
     for i in 0..30 {
         let body =
             format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"p{i:02}"}}}}"#);
@@ -226,7 +249,8 @@ fn pagination_and_expired_continue() {
                 .as_str()
                 .unwrap()
                 .to_string();
-            assert_eq!(page["metadata"]["remainingItemCount"], 22);
+            // 30 of ours and kube-root-ca.crt
+            assert_eq!(page["metadata"]["remainingItemCount"], 23);
             // a write between pages is not seen by later pages: one snapshot
             let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"p99"}}"#;
             assert_eq!(
@@ -257,7 +281,7 @@ fn pagination_and_expired_continue() {
             _ => break,
         }
     }
-    assert_eq!(names.len(), 30, "{names:?}");
+    assert_eq!(names.len(), 31, "{names:?}");
     let (code, _) = s.curl(
         "GET",
         "/api/v1/namespaces/default/configmaps?limit=1&continue=garbage",
@@ -420,6 +444,7 @@ async fn kube_runtime_watcher_and_reflector_over_https() {
 #[test]
 fn slow_clients_do_not_block_others() {
     let s = TestServer::start();
+    wait_for_root_ca(&s);
     // connections that never finish the TLS handshake
     let stalled: Vec<std::net::TcpStream> = (0..50)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
@@ -451,7 +476,7 @@ fn slow_clients_do_not_block_others() {
     }
     let start = std::time::Instant::now();
     let out = s.k(&["get", "cm", "-o", "name"]);
-    assert_eq!(out.lines().count(), 200);
+    assert_eq!(out.lines().count(), 201, "200 and kube-root-ca.crt");
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     let _ = slow.kill();
     let _ = slow.wait();

@@ -1,5 +1,6 @@
 //! Subresources: status, scale (autoscaling/v1 Scale over the replicas of a workload or a
-//! custom resource), pods/binding, pods/eviction and namespaces/finalize.
+//! custom resource), pods/binding, pods/eviction, serviceaccounts/token and
+//! namespaces/finalize.
 
 use super::auth::UserInfo;
 use super::handlers::{
@@ -189,6 +190,15 @@ pub(super) async fn handle(
                 StatusCode::CREATED,
                 &success(201),
                 Format::Json,
+            ))
+        }
+        ("token", "create") => {
+            let b = parse_body(headers, &body)?;
+            let out = super::satoken::token_request(srv, ns.unwrap_or("default"), name, b).await?;
+            Ok(response::json_response(
+                StatusCode::CREATED,
+                &out,
+                json_fmt(fmt),
             ))
         }
         ("log", "get") => {

@@ -13,5 +13,7 @@ pub mod podutil;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod rollout;
+pub mod rootca;
+pub mod satokens;
 pub mod serviceaccount;
 pub mod statefulset;
