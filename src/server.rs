@@ -160,6 +160,14 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::daemonset::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::statefulset::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::nodeipam::run(
         client.clone(),
         args.cluster_cidr,

@@ -572,10 +572,28 @@ fn pods_binding_graceful_deletion_and_eviction() {
     );
 }
 
+/// GET `path`, change it with `f`, PUT it back; retried while a controller's concurrent
+/// write makes the PUT conflict. Returns (what was read, the answer).
+fn put_fresh(s: &TestServer, path: &str, f: impl Fn(&mut Value)) -> (Value, Value) {
+    for _ in 0..50 {
+        let read = s.get_json(path);
+        let mut obj = read.clone();
+        f(&mut obj);
+        let (code, out) = put(s, path, &obj);
+        if code == 409 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        assert_eq!(code, 200, "{out}");
+        return (read, out);
+    }
+    panic!("PUT {path} kept conflicting");
+}
+
 #[test]
 fn status_subresource_and_generation() {
     let s = TestServer::start();
-    // A StatefulSet: no controller of k1s writes to it, so the test alone does.
+    // A StatefulSet, whose controller writes its status concurrently: writes retry then.
     let deps = "/apis/apps/v1/namespaces/default/statefulsets";
     let d = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
     let (code, obj) = post(&s, deps, d);
@@ -583,29 +601,28 @@ fn status_subresource_and_generation() {
     assert_eq!(obj["metadata"]["generation"], 1);
     assert_eq!(obj["spec"]["replicas"], 1);
     // status writes go through /status only, and do not bump generation
-    let mut st = obj.clone();
-    st["status"] = json!({"replicas": 1, "observedGeneration": 1});
-    st["spec"]["replicas"] = json!(9);
-    let (code, out) = put(&s, &format!("{deps}/d/status"), &st);
-    assert_eq!(code, 200, "{out}");
-    assert_eq!(out["status"]["replicas"], 1);
+    let (_, out) = put_fresh(&s, &format!("{deps}/d/status"), |st| {
+        st["status"]["replicas"] = json!(7);
+        st["spec"]["replicas"] = json!(9);
+    });
+    assert_eq!(out["status"]["replicas"], 7);
     assert_eq!(
         out["spec"]["replicas"], 1,
         "spec is not written through status"
     );
     assert_eq!(out["metadata"]["generation"], 1);
-    let mut main = out.clone();
-    main["status"] = json!({"replicas": 5});
-    main["spec"]["replicas"] = json!(3);
-    let (code, out) = put(&s, &format!("{deps}/d"), &main);
-    assert_eq!(code, 200, "{out}");
+    let (read, out) = put_fresh(&s, &format!("{deps}/d"), |main| {
+        main["status"]["replicas"] = json!(5);
+        main["spec"]["replicas"] = json!(3);
+    });
+    assert_ne!(read["status"]["replicas"], 5);
     assert_eq!(
-        out["status"]["replicas"], 1,
+        out["status"]["replicas"], read["status"]["replicas"],
         "status is not written through the main resource"
     );
     assert_eq!(out["metadata"]["generation"], 2);
     // a stale resourceVersion conflicts
-    let (code, c) = put(&s, &format!("{deps}/d"), &main);
+    let (code, c) = put(&s, &format!("{deps}/d"), &read);
     assert_eq!(code, 409, "{c}");
     assert_eq!(c["reason"], "Conflict");
     // scale subresource
@@ -613,6 +630,23 @@ fn status_subresource_and_generation() {
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 3);
     assert_eq!(scale["status"]["selector"], "a=b");
+    // a scale patch retries past the controller's writes, unless it names a resourceVersion
+    let merge = |body: &str| {
+        let (code, out) = s.curl(
+            "PATCH",
+            &format!("{deps}/d/scale"),
+            Some(("application/merge-patch+json", body.as_bytes())),
+            true,
+        );
+        (
+            code,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+        )
+    };
+    let (code, out) = merge(r#"{"spec":{"replicas":4}}"#);
+    assert_eq!((code, &out["spec"]["replicas"]), (200, &json!(4)), "{out}");
+    let (code, out) = merge(r#"{"metadata":{"resourceVersion":"1"},"spec":{"replicas":5}}"#);
+    assert_eq!(code, 409, "{out}");
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! `common` and `podutil` hold what the workload controllers share.
 
 pub mod common;
+pub mod daemonset;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod history;
 pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
@@ -14,3 +16,4 @@ pub mod rollout;
 pub mod rootca;
 pub mod satokens;
 pub mod serviceaccount;
+pub mod statefulset;
