@@ -132,7 +132,7 @@ pub fn skeleton(cfg: &RenderConfig) -> String {
         ),
         (
             "cluster-ips-check",
-            format!("ip daddr @{CLUSTER_IPS} reject comment \"undefined port of a ClusterIP\""),
+            format!("ip daddr @{CLUSTER_IPS} goto {REJECT_CHAIN} comment \"undefined port of a ClusterIP\""),
         ),
         (
             "cluster-ips-check",
