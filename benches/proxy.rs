@@ -24,20 +24,35 @@ use tokio_util::sync::CancellationToken;
 
 const CHANGES: usize = 20;
 
-/// The real kernel, reporting when each transaction was committed and how long nft took.
+/// The real kernel, reporting when each transaction was committed, how long nft took, and
+/// the CPU time it used (the machine may be busy with other work; CPU time is what the
+/// transaction costs).
 struct Timed {
     inner: NftCli,
-    done: mpsc::UnboundedSender<(Instant, Duration, String)>,
+    done: mpsc::UnboundedSender<(Instant, Duration, Duration, String)>,
+}
+
+/// CPU time used by this process's finished children (only nft runs here).
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    tv(u.user_time()) + tv(u.system_time())
 }
 
 impl Kernel for Timed {
     fn apply<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<(), KernelError>> {
         Box::pin(async move {
             let started = Instant::now();
+            let cpu = children_cpu();
             let r = self.inner.apply(script).await;
-            let _ = self
-                .done
-                .send((Instant::now(), started.elapsed(), script.to_string()));
+            let _ = self.done.send((
+                Instant::now(),
+                started.elapsed(),
+                children_cpu().saturating_sub(cpu),
+                script.to_string(),
+            ));
             r
         })
     }
@@ -97,12 +112,13 @@ async fn round(net: Arc<TestNet>, n: usize) {
         kernel,
         cancel.clone(),
     ));
-    let (at, nft_full, script) = rx.recv().await.expect("initial transaction");
+    let (at, _, full_cpu, script) = rx.recv().await.expect("initial transaction");
     let full = at - started;
     let full_bytes = script.len();
 
     let mut lat = Vec::new();
     let mut nft = Vec::new();
+    let mut cpu = Vec::new();
     let mut bytes = Vec::new();
     for k in 0..CHANGES {
         let i = (k * 7919) % n;
@@ -122,10 +138,11 @@ async fn round(net: Arc<TestNet>, n: usize) {
         )
         .await;
         loop {
-            let (at, took, script) = rx.recv().await.expect("transaction");
+            let (at, took, used, script) = rx.recv().await.expect("transaction");
             if script.contains(&marker) {
                 lat.push(at - t0);
                 nft.push(took);
+                cpu.push(used);
                 bytes.push(script.len());
                 break;
             }
@@ -142,18 +159,20 @@ async fn round(net: Arc<TestNet>, n: usize) {
     cancel.cancel();
     let (p50, p99, max) = summary(lat);
     let (n50, _, _) = summary(nft);
+    let (c50, _, _) = summary(cpu);
     println!(
-        "{n:>8} {:>10.0} {:>10.0} {:>9} {:>12.1} {:>10.1} {:>10.1} {:>10.1} {:>9}",
+        "{n:>8} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8}",
         ms(setup),
         ms(full),
+        ms(full_cpu),
         full_bytes / 1024,
         p50,
         p99,
         max,
         n50,
+        c50,
         bytes.iter().sum::<usize>() / bytes.len()
     );
-    let _ = nft_full;
 }
 
 /// Connect and read the first byte, from the client namespace, `n` times.

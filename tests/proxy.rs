@@ -40,13 +40,8 @@ fn names(results: &[std::io::Result<String>]) -> BTreeMap<String, usize> {
     m
 }
 
-/// Starts the proxy on the node and waits until `ready` holds for the table.
-async fn start(
-    net_node: &str,
-    client: &kube::Client,
-    cfg: proxy::ProxyConfig,
-) -> CancellationToken {
-    let _ = net_node;
+/// Starts the proxy; it runs in the namespace of the calling runtime (the node's).
+fn start(client: &kube::Client, cfg: proxy::ProxyConfig) -> CancellationToken {
     let cancel = CancellationToken::new();
     tokio::spawn(proxy::run(client.clone(), cfg, cancel.clone()));
     cancel
@@ -77,7 +72,7 @@ fn cluster_ip_spreads_over_endpoints_from_client_pod_and_host_with_hairpin() {
         let c = api().await;
         create_service(&c, web_svc("web", "10.43.0.20", json!({}))).await;
         put_slice(&c, "web", http_ports(), &[ready(0), ready(1)]).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let _stop = start(&c, n.config()).drop_guard();
         wait_table(&n, "web rules", |t| t.contains("numgen random mod 2"));
 
         let from_client = names(&tcp_from(&n.client, "10.43.0.20:80", 40));
@@ -129,7 +124,7 @@ fn services_without_endpoints_and_undefined_ports_are_refused_fast() {
         .await;
         create_service(&c, web_svc("web", "10.43.0.22", json!({}))).await;
         put_slice(&c, "web", http_ports(), &[ready(0)]).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let _stop = start(&c, n.config()).drop_guard();
         wait_table(&n, "rules", |t| {
             t.contains("10.43.0.21 . tcp . 80 : goto reject-chain")
         });
@@ -183,7 +178,7 @@ fn node_ports_load_balancer_and_external_ips() {
         set_lb_ingress(&c, "lb", NODE_IP).await;
         put_slice(&c, "np", http_ports(), &[ready(0)]).await;
         put_slice(&c, "lb", http_ports(), &[ready(0)]).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let _stop = start(&c, n.config()).drop_guard();
         wait_table(&n, "lb rules", |t| {
             t.contains("192.168.77.1 . tcp . 8081") && t.contains("tcp . 30080")
         });
@@ -230,7 +225,7 @@ fn session_affinity_keeps_a_client_on_one_endpoint() {
         )
         .await;
         put_slice(&c, "sticky", http_ports(), &[ready(0), ready(1)]).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let _stop = start(&c, n.config()).drop_guard();
         wait_table(&n, "affinity", |t| t.contains("timeout 5m"));
         let seen = names(&tcp_from(&n.client, "10.43.0.40:80", 30));
         assert_eq!(seen.len(), 1, "{seen:?}");
@@ -269,7 +264,7 @@ fn local_traffic_policies_use_this_nodes_endpoints_and_keep_the_client_address()
         };
         put_slice(&c, "ext", http_ports(), &[ready(0), remote]).await;
         put_slice(&c, "int", http_ports(), &[ready(0), remote]).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let _stop = start(&c, n.config()).drop_guard();
         wait_table(&n, "local chains", |t| {
             t.contains("local-default/int/tcp/http")
         });
@@ -309,7 +304,10 @@ fn endpoint_changes_apply_and_a_restart_resyncs_without_duplicates() {
         let c = api().await;
         create_service(&c, web_svc("web", "10.43.0.60", json!({}))).await;
         put_slice(&c, "web", http_ports(), &[ready(0), ready(1)]).await;
-        let stop = start(&n.node, &c, n.config()).await;
+        // Another program's table, which the proxy must leave alone.
+        sh(&["ip", "netns", "exec", &n.node, "nft", "add table ip other; add chain ip other c { type nat hook prerouting priority -100; }; add rule ip other c tcp dport 9 accept"]);
+        let other = sh(&["ip", "netns", "exec", &n.node, "nft", "list", "table", "ip", "other"]);
+        let stop = start(&c, n.config());
         wait_table(&n, "two endpoints", |t| t.contains("numgen random mod 2"));
 
         // p1 starts terminating: only p0 gets new connections.
@@ -319,7 +317,7 @@ fn endpoint_changes_apply_and_a_restart_resyncs_without_duplicates() {
             ..ready(1)
         };
         put_slice(&c, "web", http_ports(), &[ready(0), term]).await;
-        wait_table(&n, "one endpoint", |t| t.contains("numgen random mod 1"));
+        wait_table(&n, "one endpoint", |t| !t.contains("numgen random mod 2"));
         let seen = names(&tcp_from(&n.client, "10.43.0.60:80", 20));
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(seen.contains_key(&format!("p0 {BRIDGE_IP}")));
@@ -338,7 +336,7 @@ fn endpoint_changes_apply_and_a_restart_resyncs_without_duplicates() {
         // Restart: the new proxy rebuilds the same table in one transaction.
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let restarted = start(&c, n.config()).drop_guard();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = wait_table(&n, "resync", |t| t.contains("10.42.0.3:8080"));
         assert_eq!(before, after);
@@ -353,6 +351,17 @@ fn endpoint_changes_apply_and_a_restart_resyncs_without_duplicates() {
         assert_eq!(chains, unique.len());
         let seen = names(&tcp_from(&n.client, "10.43.0.60:80", 3));
         assert_eq!(seen.len(), 1);
+        let still = sh(&["ip", "netns", "exec", &n.node, "nft", "list", "table", "ip", "other"]);
+        assert_eq!(other, still);
+
+        // Uninstall: k1s's table goes, twice is fine, the other stays.
+        drop(restarted);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy::remove_rules().unwrap();
+        proxy::remove_rules().unwrap();
+        assert!(n.table().is_none());
+        let still = sh(&["ip", "netns", "exec", &n.node, "nft", "list", "table", "ip", "other"]);
+        assert_eq!(other, still);
     });
 }
 
@@ -366,7 +375,7 @@ fn udp_conntrack_entries_of_a_removed_endpoint_are_flushed() {
             "spec": {"clusterIP": "10.43.0.70", "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}]}})).await;
         let ports = json!([{"name": "dns", "port": 8080, "protocol": "UDP"}]);
         put_slice(&c, "dns", ports.clone(), &[ready(0)]).await;
-        let _stop = start(&n.node, &c, n.config()).await.drop_guard();
+        let _stop = start(&c, n.config()).drop_guard();
         wait_table(&n, "udp rules", |t| t.contains("10.43.0.70 . udp . 53"));
         let first = udp_from(&n.client, 40053, "10.43.0.70:53").expect("udp through the proxy");
         assert!(first.starts_with("p0 "), "{first}");

@@ -126,8 +126,10 @@ impl Relay {
         p
     }
 
-    /// Listens on the ports of `targets` and stops listening on the others.
-    pub fn update(&mut self, targets: BTreeMap<(Protocol, u16), RelayTarget>) {
+    /// Listens on the ports of `targets` and stops listening on the others. False when some
+    /// port could not be bound.
+    pub fn update(&mut self, targets: BTreeMap<(Protocol, u16), RelayTarget>) -> bool {
+        let mut all_bound = true;
         self.listeners.retain(|key, l| {
             let keep = targets.contains_key(key);
             if !keep {
@@ -170,10 +172,13 @@ impl Relay {
                 Ok(()) => {
                     self.listeners.insert(key, Listener { target: tx, stop });
                 }
-                // Retried at the next update.
-                Err(e) => tracing::warn!(%addr, error = %e, "cannot serve a NodePort on loopback"),
+                Err(e) => {
+                    all_bound = false;
+                    tracing::warn!(%addr, error = %e, "cannot serve a NodePort on loopback");
+                }
             }
         }
+        all_bound
     }
 }
 
@@ -384,14 +389,14 @@ mod tests {
             .unwrap()
             .port();
         let mut relay = Relay::new(CancellationToken::new());
-        relay.update(targets([input(port, ep)].iter()));
+        assert!(relay.update(targets([input(port, ep)].iter())));
         assert_eq!(relay.ports(), vec![(Protocol::Tcp, port)]);
         let mut c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut got = String::new();
         c.read_to_string(&mut got).await.unwrap();
         assert_eq!(got, "hello");
 
-        relay.update(BTreeMap::new());
+        assert!(relay.update(BTreeMap::new()));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let err = TcpStream::connect(("127.0.0.1", port)).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);

@@ -169,6 +169,7 @@ pub async fn run_with_kernel(
     let mut flushes: BTreeSet<ConntrackFilter> = BTreeSet::new();
     let mut retry: Option<(Instant, Duration)> = None;
     let mut stale_due: Option<Instant> = None;
+    let mut relay_dirty = true;
     let render = config.render();
 
     loop {
@@ -253,13 +254,21 @@ pub async fn run_with_kernel(
                 tracing::warn!(error = %e, filter = ?f.args(), "deleting stale conntrack entries");
             }
         }
-        if !changes.is_empty() || relay.ports().is_empty() {
+        relay_dirty |= changes
+            .iter()
+            .any(|c| has_node_port(c.old.as_ref()) || has_node_port(c.new.as_ref()));
+        if relay_dirty {
             let range = config.node_port_range.clone();
             let mut targets = relay::targets(plan.inputs());
             targets.retain(|(_, port), _| range.contains(port));
-            relay.update(targets);
+            // A port that could not be bound is tried again at the next sync.
+            relay_dirty = !relay.update(targets);
         }
     }
+}
+
+fn has_node_port(input: Option<&model::ServiceInput>) -> bool {
+    input.is_some_and(|i| i.ports.iter().any(|p| p.node_port.is_some()))
 }
 
 /// Pod-to-Service traffic whose endpoint sits on the same bridge is answered at layer 2, past
