@@ -196,18 +196,20 @@ fn first_packet(client: &str, addr: &str, n: usize) -> Vec<Duration> {
 fn main() {
     let net = Arc::new(TestNet::new(2));
     println!(
-        "EndpointSlice write (in-process API) to nft transaction committed, {CHANGES} changes each"
+        "EndpointSlice write (in-process API) to nft transaction committed, {CHANGES} changes each, times in ms"
     );
     println!(
-        "{:>8} {:>10} {:>10} {:>9} {:>12} {:>10} {:>10} {:>10} {:>9}",
+        "{:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "services",
-        "setup ms",
-        "full ms",
+        "setup",
+        "full",
+        "full cpu",
         "full KiB",
         "change p50",
         "p99",
         "max",
         "nft p50",
+        "nft cpu",
         "tx bytes"
     );
     for n in [100, 1_000, 10_000] {

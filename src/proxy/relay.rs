@@ -370,6 +370,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn relays_udp_both_ways_per_client() {
+        let backend = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ep = match backend.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok((n, peer)) = backend.recv_from(&mut buf).await {
+                let mut reply = b"re:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = backend.send_to(&reply, peer).await;
+            }
+        });
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut udp = input(port, ep);
+        udp.ports[0].protocol = Protocol::Udp;
+        let mut relay = Relay::new(CancellationToken::new());
+        assert!(relay.update(targets([udp].iter())));
+        for word in ["one", "two"] {
+            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            c.send_to(word.as_bytes(), ("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = tokio::time::timeout(Duration::from_secs(2), c.recv_from(&mut buf))
+                .await
+                .expect("a reply")
+                .unwrap();
+            assert_eq!(&buf[..n], format!("re:{word}").as_bytes());
+            assert_eq!(from.port(), port, "replies come from the NodePort");
+        }
+    }
+
+    #[tokio::test]
     async fn relays_tcp_from_loopback_to_the_endpoint_and_refuses_without_one() {
         // An "endpoint" on loopback: the relay only needs an address it can connect to.
         let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -31,9 +31,33 @@ const COALESCE: Duration = Duration::from_millis(5);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// What a watch event means to the proxy (the objects themselves are in the stores).
 enum Ev {
-    Svc(watcher::Event<Service>),
-    Slice(watcher::Event<EndpointSlice>),
+    /// This Service, or one of its slices, changed.
+    Touched(ServiceKey),
+    ServicesListed,
+    SlicesListed,
+    Nothing,
+}
+
+fn from_service(ev: watcher::Event<Service>) -> Ev {
+    match ev {
+        watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
+            svc_key(&s).map_or(Ev::Nothing, Ev::Touched)
+        }
+        watcher::Event::InitDone => Ev::ServicesListed,
+        _ => Ev::Nothing,
+    }
+}
+
+fn from_slice(ev: watcher::Event<EndpointSlice>) -> Ev {
+    match ev {
+        watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
+            slice_service(&s).map_or(Ev::Nothing, Ev::Touched)
+        }
+        watcher::Event::InitDone => Ev::SlicesListed,
+        _ => Ev::Nothing,
+    }
 }
 
 struct State {
@@ -59,22 +83,19 @@ fn svc_key(s: &Service) -> Option<ServiceKey> {
 impl State {
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Svc(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => {
-                self.dirty.extend(svc_key(&s));
+            Ev::Touched(key) => {
+                self.dirty.insert(key);
             }
-            Ev::Slice(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => {
-                self.dirty.extend(slice_service(&s));
-            }
-            // A relist: everything is compared once it is complete.
-            Ev::Svc(watcher::Event::InitDone) => {
+            // A (re)list: everything is compared once it is complete.
+            Ev::ServicesListed => {
                 self.services_listed = true;
                 self.all_dirty = true;
             }
-            Ev::Slice(watcher::Event::InitDone) => {
+            Ev::SlicesListed => {
                 self.slices_listed = true;
                 self.all_dirty = true;
             }
-            Ev::Svc(_) | Ev::Slice(_) => {}
+            Ev::Nothing => {}
         }
     }
 
@@ -144,7 +165,7 @@ pub async fn run_with_kernel(
         ),
     )
     .default_backoff()
-    .map(|r| r.map(Ev::Svc))
+    .map(|r| r.map(from_service))
     .boxed();
     let slice_events = reflector::reflector(
         slice_writer,
@@ -154,7 +175,7 @@ pub async fn run_with_kernel(
         ),
     )
     .default_backoff()
-    .map(|r| r.map(Ev::Slice))
+    .map(|r| r.map(from_slice))
     .boxed();
     let mut events = futures::stream::select(svc_events, slice_events);
 
