@@ -1,6 +1,7 @@
 //! A k1s server with its node agent and a registry on loopback holding `busybox`, for the
 //! end-to-end tests with real pods, cleaned up on drop: pods force-deleted so the agent frees
-//! their network, the server stopped, the bridge and masquerade rules removed. Tests that use
+//! their network, the server stopped, the bridge, masquerade rules and service proxy table
+//! removed. Tests that use
 //! it take `serial()` first: they share the host's pod bridge.
 #![allow(dead_code)]
 
@@ -149,6 +150,9 @@ impl Drop for Node {
         ipt(&["-D", "POSTROUTING", "-s", &pod_cidr, "-j", "K1S-MASQ-k1s0"]);
         ipt(&["-F", "K1S-MASQ-k1s0"]);
         ipt(&["-X", "K1S-MASQ-k1s0"]);
+        // The service proxy's table outlives a stop on purpose (Services keep working while
+        // k1s restarts); a test leaves nothing behind.
+        let _ = k1s::proxy::remove_rules();
     }
 }
 
