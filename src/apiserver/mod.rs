@@ -8,11 +8,13 @@
 pub mod auth;
 pub mod discovery;
 mod handlers;
+mod impersonate;
 mod nodeproxy;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod rbac;
 pub mod request;
 pub mod response;
 mod reviews;
@@ -135,7 +137,14 @@ impl ApiServer {
             || path.starts_with("/livez/")
             || path.starts_with("/readyz/");
         let user = match user {
-            Some(u) => u.clone(),
+            Some(u) => {
+                // every authenticated user is in system:authenticated, as upstream adds it
+                let mut u = u.clone();
+                if !u.groups.iter().any(|g| g == "system:authenticated") {
+                    u.groups.push("system:authenticated".into());
+                }
+                impersonate::resolve(self.authorizer.as_ref(), req.headers(), u)?
+            }
             None if public => UserInfo {
                 name: "system:anonymous".into(),
                 groups: vec!["system:unauthenticated".into()],
@@ -143,21 +152,29 @@ impl ApiServer {
             None => return Err(ApiError::unauthorized()),
         };
         if !public {
+            let method = req.method().as_str().to_lowercase();
+            // a namespace object is in its own namespace, so a RoleBinding there covers it
+            let namespace = match (info.resource.as_str(), &info.name) {
+                ("namespaces", Some(n)) => Some(n.as_str()),
+                _ => info.namespace.as_deref(),
+            };
             let attrs = Attributes {
                 verb: if info.is_resource_request {
                     &info.verb
                 } else {
-                    req.method().as_str()
+                    &method
                 },
                 group: &info.group,
                 resource: &info.resource,
                 subresource: info.subresource.as_deref(),
-                namespace: info.namespace.as_deref(),
+                namespace,
                 name: info.name.as_deref(),
                 path: &path,
             };
-            if self.authorizer.authorize(&user, &attrs).is_err() {
-                return Err(ApiError::forbidden(auth::forbidden_message(&user, &attrs)));
+            if let Err(reason) = self.authorizer.authorize(&user, &attrs) {
+                return Err(ApiError::forbidden(auth::forbidden_message(
+                    &user, &attrs, &reason,
+                )));
             }
         }
         let accept = req
