@@ -231,7 +231,7 @@ fn resource_names_non_resource_urls_and_groups() {
         "create",
         "clusterrole",
         "cfg-reader",
-        "--verb=get",
+        "--verb=get,list,watch",
         "--resource=configmaps",
         "--resource-name=cfg",
     ]);
@@ -248,6 +248,20 @@ fn resource_names_non_resource_urls_and_groups() {
     });
     assert!(!as_user(&s, "dana", g, &["get", "configmap", "other"]).0);
     assert!(!as_user(&s, "dana", g, &["get", "configmaps"]).0);
+    // a list by name is a request for that object
+    let (ok, out, err) = as_user(
+        &s,
+        "dana",
+        g,
+        &[
+            "get",
+            "configmaps",
+            "--field-selector=metadata.name=cfg",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(ok && out.contains("configmap/cfg"), "{out}{err}");
     // without the group, nothing
     assert!(!as_user(&s, "dana", &[], &["get", "configmap", "cfg"]).0);
 
@@ -387,8 +401,9 @@ fn escalation_is_refused_until_allowed() {
         "-n",
         "esc",
     ]);
+    // (bindings are seen in the order they were written: the last one implies the others)
     eventually("erin's bindings", || {
-        can_i(&s, "erin", &["create", "roles", "-n", "esc"])
+        can_i(&s, "erin", &["list", "pods", "-n", "esc"])
     });
     // rules she holds: fine
     allowed(

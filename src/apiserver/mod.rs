@@ -158,6 +158,15 @@ impl ApiServer {
                 ("namespaces", Some(n)) => Some(n.as_str()),
                 _ => info.namespace.as_deref(),
             };
+            // a list or watch of one object by name (`kubectl get pod x -w`) names it, as
+            // upstream, so rules with resourceNames apply
+            let name = info.name.as_deref().or_else(|| {
+                matches!(info.verb.as_str(), "list" | "watch")
+                    .then(|| query.get("fieldSelector")?.strip_prefix("metadata.name="))
+                    .flatten()
+                    .map(|n| n.strip_prefix('=').unwrap_or(n))
+                    .filter(|n| !n.contains(','))
+            });
             let attrs = Attributes {
                 verb: if info.is_resource_request {
                     &info.verb
@@ -168,7 +177,7 @@ impl ApiServer {
                 resource: &info.resource,
                 subresource: info.subresource.as_deref(),
                 namespace,
-                name: info.name.as_deref(),
+                name,
                 path: &path,
             };
             if let Err(reason) = self.authorizer.authorize(&user, &attrs) {

@@ -165,3 +165,7 @@ fn only_gc_fields(obj: &Value, old: &Value) -> bool {
     };
     strip(obj) == strip(old)
 }
+
+#[cfg(test)]
+#[path = "escalation_tests.rs"]
+mod tests;
