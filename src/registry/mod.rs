@@ -52,7 +52,9 @@ pub struct WriteOptions {
 /// A last check on a write: called with the object to store and the stored one (None on
 /// create); an error refuses the write.
 #[derive(Clone)]
-pub struct WriteGuard(pub Arc<dyn Fn(&Value, Option<&Value>) -> ApiResult<()> + Send + Sync>);
+pub struct WriteGuard(pub Arc<GuardFn>);
+
+pub type GuardFn = dyn Fn(&Value, Option<&Value>) -> ApiResult<()> + Send + Sync;
 
 impl std::fmt::Debug for WriteGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
