@@ -2,7 +2,7 @@
 //! and API server, starts them in order on readiness (never on sleeps), writes the admin
 //! kubeconfig once the API answers, and stops everything in reverse on shutdown.
 
-use crate::apiserver::{auth::MastersOnly, serve, ApiServer, TokenIssuer};
+use crate::apiserver::{rbac::Rbac, serve, ApiServer, TokenIssuer};
 use crate::cli::ServerArgs;
 use crate::pki::{Pki, PkiConfig};
 use crate::registry::{Catalog, Registry};
@@ -116,7 +116,8 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
             .unwrap_or_else(|| "127.0.0.1".into()),
         addr.port()
     );
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), advertise);
+    let rbac = Rbac::new();
+    let api = ApiServer::new(registry, rbac.clone(), advertise);
     let sa_key = crate::pki::ServiceAccountKey::load_or_create(&server_dir.join("tls"))
         .context("setting up the service-account signing key")?;
     let issuer = Arc::new(TokenIssuer::new(sa_key, &args.cluster_domain));
@@ -136,6 +137,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
 
     let client = crate::client::in_process(api.clone(), crate::client::server_identity());
     ensure_namespaces(&client).await?;
+    rbac.start(&client, &mut tasks, &cancel).await?;
+    tasks.spawn(crate::controllers::clusterroleaggregation::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::namespace::run(
         client.clone(),
         cancel.clone(),

@@ -1,15 +1,15 @@
 //! The verbs on a resource: get, list, create, update, patch, delete, deletecollection, with
 //! their query parameters and output formats. Each parses, calls the registry, and renders.
 
-use super::auth::UserInfo;
+use super::auth::{GrantWrite, UserInfo};
 use super::patch::{self, PatchType};
 use super::request::{Query, RequestInfo};
 use super::response::{self, Body, Format};
 use super::{printers, read_body, subresources, watch, ApiServer};
 use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::registry::{
-    codec, ApiError, DeleteOptions, FieldValidation, ListOptions, ResourceInfo, WriteOptions,
-    Written,
+    codec, ApiError, DeleteOptions, FieldValidation, ListOptions, ResourceInfo, WriteGuard,
+    WriteOptions, Written,
 };
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -84,7 +84,8 @@ where
             }
             let body = read_body(&headers, body).await?;
             let obj = parse_body(&headers, &body)?;
-            let opts = write_options(&query, &headers, user)?;
+            let mut opts = write_options(&query, &headers, user)?;
+            guard_grants(srv, &res, ns, user, &mut opts);
             let w = srv.registry.create(&res, ns, obj, &opts).await?;
             Ok(written(StatusCode::CREATED, w, fmt))
         }
@@ -92,7 +93,8 @@ where
             let name = info.name.as_deref().unwrap_or_default();
             let body = read_body(&headers, body).await?;
             let obj = parse_body(&headers, &body)?;
-            let opts = write_options(&query, &headers, user)?;
+            let mut opts = write_options(&query, &headers, user)?;
+            guard_grants(srv, &res, ns, user, &mut opts);
             let w = srv
                 .registry
                 .update(&res, ns, name, obj, None, &opts)
@@ -375,7 +377,39 @@ pub(super) fn write_options(
         field_manager: field_manager(q, headers)?,
         field_validation,
         skip_managed_fields: false,
+        guard: None,
     })
+}
+
+/// Writes of roles and bindings pass the authorizer's escalation check on the object as it
+/// will be stored.
+fn guard_grants(
+    srv: &Arc<ApiServer>,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    user: &UserInfo,
+    opts: &mut WriteOptions,
+) {
+    if res.group != "rbac.authorization.k8s.io" {
+        return;
+    }
+    let authz = srv.authorizer.clone();
+    let (user, resource, ns) = (user.clone(), res.plural.clone(), ns.map(String::from));
+    opts.guard = Some(WriteGuard(Arc::new(
+        move |obj: &Value, old: Option<&Value>| {
+            authz.check_grant(
+                &user,
+                &GrantWrite {
+                    group: "rbac.authorization.k8s.io",
+                    resource: &resource,
+                    namespace: ns.as_deref(),
+                    name: obj["metadata"]["name"].as_str().unwrap_or_default(),
+                    obj,
+                    old,
+                },
+            )
+        },
+    )));
 }
 
 pub(super) fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -447,6 +481,7 @@ pub(super) async fn patch_object(
     let pt = PatchType::from_content_type(ct.split(';').next().unwrap_or_default().trim())
         .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let mut opts = write_options(query, headers, user)?;
+    guard_grants(srv, res, ns, user, &mut opts);
     let patch_doc = parse_body(headers, body)?;
     if pt == PatchType::StrategicMerge && res.is_custom() {
         return Err(ApiError::unsupported_media_type(ct));

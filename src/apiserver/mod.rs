@@ -9,11 +9,13 @@ pub mod auth;
 pub use satoken::TokenIssuer;
 pub mod discovery;
 mod handlers;
+mod impersonate;
 mod nodeproxy;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod rbac;
 pub mod request;
 pub mod response;
 mod reviews;
@@ -150,33 +152,62 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let user = match (user, bearer) {
-            (Some(u), _) => u.clone(),
-            (None, Some(token)) => satoken::authenticate(self, &token)
-                .await
-                .ok_or_else(ApiError::unauthorized)?,
-            (None, None) if public => UserInfo {
+        let authenticated = match (user, bearer) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(token)) => Some(
+                satoken::authenticate(self, &token)
+                    .await
+                    .ok_or_else(ApiError::unauthorized)?,
+            ),
+            (None, None) => None,
+        };
+        let user = match authenticated {
+            Some(mut u) => {
+                // every authenticated user is in system:authenticated, as upstream adds it
+                if !u.groups.iter().any(|g| g == "system:authenticated") {
+                    u.groups.push("system:authenticated".into());
+                }
+                impersonate::resolve(self.authorizer.as_ref(), req.headers(), u)?
+            }
+            None if public => UserInfo {
                 name: "system:anonymous".into(),
                 groups: vec!["system:unauthenticated".into()],
             },
-            (None, None) => return Err(ApiError::unauthorized()),
+            None => return Err(ApiError::unauthorized()),
         };
         if !public {
+            let method = req.method().as_str().to_lowercase();
+            // a namespace object is in its own namespace, so a RoleBinding there covers it
+            let namespace = match (info.resource.as_str(), &info.name) {
+                ("namespaces", Some(n)) => Some(n.as_str()),
+                _ => info.namespace.as_deref(),
+            };
+            // a list or watch of one object by name (`kubectl get pod x -w`) names it, as
+            // upstream, so rules with resourceNames apply
+            let name = info.name.as_deref().or_else(|| {
+                matches!(info.verb.as_str(), "list" | "watch")
+                    .then(|| query.get("fieldSelector")?.strip_prefix("metadata.name="))
+                    .flatten()
+                    .map(|n| n.strip_prefix('=').unwrap_or(n))
+                    .filter(|n| !n.contains(','))
+            });
             let attrs = Attributes {
                 verb: if info.is_resource_request {
                     &info.verb
                 } else {
-                    req.method().as_str()
+                    &method
                 },
                 group: &info.group,
                 resource: &info.resource,
                 subresource: info.subresource.as_deref(),
-                namespace: info.namespace.as_deref(),
-                name: info.name.as_deref(),
+                namespace,
+                name,
                 path: &path,
             };
-            if self.authorizer.authorize(&user, &attrs).is_err() {
-                return Err(ApiError::forbidden(auth::forbidden_message(&user, &attrs)));
+            if let Err(reason) = self.authorizer.authorize(&user, &attrs) {
+                return Err(ApiError::forbidden(auth::forbidden_message(
+                    &user, &attrs, &reason,
+                )));
             }
         }
         let accept = req

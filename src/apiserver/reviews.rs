@@ -2,7 +2,7 @@
 //! `SelfSubjectReview` (who am I: `kubectl auth whoami`), and the access reviews
 //! (`kubectl auth can-i`) answered by the same authorizer that guards every request.
 
-use super::auth::{Attributes, Authorizer, UserInfo};
+use super::auth::{Attributes, Authorizer, RuleSet, UserInfo};
 use crate::registry::{ApiError, ResourceInfo};
 use serde_json::{json, Value};
 
@@ -98,31 +98,13 @@ pub(super) fn answer(
             };
             out["status"] = match authz.authorize(&subject, &attrs) {
                 Ok(()) => json!({"allowed": true}),
+                Err(reason) if reason.is_empty() => json!({"allowed": false}),
                 Err(reason) => json!({"allowed": false, "reason": reason}),
             };
         }
         "SelfSubjectRulesReview" => {
             let namespace = body["spec"]["namespace"].as_str().filter(|s| !s.is_empty());
-            let all = authz
-                .authorize(
-                    user,
-                    &Attributes {
-                        verb: "*",
-                        group: "*",
-                        resource: "*",
-                        subresource: None,
-                        namespace,
-                        name: None,
-                        path: "*",
-                    },
-                )
-                .is_ok();
-            out["status"] = if all {
-                json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                       "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
-            } else {
-                json!({"resourceRules": [], "nonResourceRules": [], "incomplete": false})
-            };
+            out["status"] = rules_review(&authz.rules_for(user, namespace));
         }
         other => {
             return Err(ApiError::method_not_allowed(format!(
@@ -131,4 +113,30 @@ pub(super) fn answer(
         }
     }
     Ok(out)
+}
+
+/// A SelfSubjectRulesReview's status: the rules split into resource and non-resource ones.
+fn rules_review(set: &RuleSet) -> Value {
+    let list = |v: &[String]| json!(v);
+    let mut resource = vec![];
+    let mut non_resource = vec![];
+    for r in &set.rules {
+        if !r.resources.is_empty() {
+            let mut rule = json!({"verbs": list(&r.verbs), "apiGroups": list(&r.api_groups), "resources": list(&r.resources)});
+            if !r.resource_names.is_empty() {
+                rule["resourceNames"] = list(&r.resource_names);
+            }
+            resource.push(rule);
+        }
+        if !r.non_resource_urls.is_empty() {
+            non_resource.push(
+                json!({"verbs": list(&r.verbs), "nonResourceURLs": list(&r.non_resource_urls)}),
+            );
+        }
+    }
+    let mut status = json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": !set.errors.is_empty()});
+    if !set.errors.is_empty() {
+        status["evaluationError"] = json!(set.errors.join(", "));
+    }
+    status
 }

@@ -2,6 +2,7 @@
 //! in-process `kube::Client`. They reach cluster state only through the Kubernetes API.
 //! `common` and `podutil` hold what the workload controllers share.
 
+pub mod clusterroleaggregation;
 pub mod common;
 pub mod daemonset;
 pub mod deployment;

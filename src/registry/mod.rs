@@ -46,6 +46,31 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Set by server-side apply, which records its own managedFields.
     pub skip_managed_fields: bool,
+    /// Run on the object about to be stored, after validation (the apiserver's RBAC
+    /// escalation check).
+    pub guard: Option<WriteGuard>,
+}
+
+/// A last check on a write: called with the object to store and the stored one (None on
+/// create); an error refuses the write.
+#[derive(Clone)]
+pub struct WriteGuard(pub Arc<GuardFn>);
+
+pub type GuardFn = dyn Fn(&Value, Option<&Value>) -> ApiResult<()> + Send + Sync;
+
+impl std::fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGuard")
+    }
+}
+
+impl WriteOptions {
+    fn check(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+        match &self.guard {
+            Some(g) => (g.0)(obj, old),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]

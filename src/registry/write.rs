@@ -53,6 +53,7 @@ impl Registry {
         let mut warnings = vec![];
         let mut obj = self.admit(res, obj, None, opts, &mut warnings)?;
         strategy::prepare_create(res, &mut obj, &now);
+        opts.check(&obj, None)?;
         if !opts.skip_managed_fields {
             patch::track_update(
                 &res.group,
@@ -162,6 +163,7 @@ impl Registry {
             None => {
                 let mut obj = self.admit(res, obj, Some(&old), opts, &mut warnings)?;
                 strategy::prepare_update(res, &mut obj, &old, &now);
+                opts.check(&obj, Some(&old))?;
                 obj
             }
         };
