@@ -3,8 +3,10 @@
 //! `common` and `podutil` hold what the workload controllers share.
 
 pub mod common;
+pub mod cronjob;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
@@ -12,3 +14,4 @@ pub mod replicaset;
 pub mod replicationcontroller;
 pub mod rollout;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
