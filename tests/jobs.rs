@@ -328,7 +328,7 @@ async fn ttl_after_finished_deletes_the_job() {
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
     jobs.create(
         &PostParams::default(),
-        &job("short", json!({"ttlSecondsAfterFinished": 1})),
+        &job("short", json!({"ttlSecondsAfterFinished": 3})),
     )
     .await
     .unwrap();
@@ -337,14 +337,20 @@ async fn ttl_after_finished_deletes_the_job() {
     })
     .await;
     set_phase(&c.client, &pod.name_any(), "Succeeded", Some(0)).await;
-    eventually(10, "complete", || async {
-        condition(&jobs.get("short").await.unwrap(), "Complete").then_some(())
+    let j = eventually(10, "complete", || async {
+        let j = jobs.get("short").await.unwrap();
+        condition(&j, "Complete").then_some(j)
     })
     .await;
+    let (_, done) = k1s::controllers::job::finished(&j).unwrap();
+    let done = done.unwrap();
+    // kept until three seconds after it finished, then deleted
+    assert!(jobs.get_opt("short").await.unwrap().is_some());
     eventually(10, "job deleted", || async {
         jobs.get_opt("short").await.unwrap().is_none().then_some(())
     })
     .await;
+    assert!(jiff::Timestamp::now() >= done + jiff::SignedDuration::from_secs(3));
 }
 
 #[tokio::test]
@@ -475,6 +481,31 @@ async fn deleting_a_job_releases_its_pods() {
         pods.iter()
             .all(|p| !p.finalizers().iter().any(|f| f == TRACKING))
             .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pods_of_a_deleted_job_are_released_and_collected() {
+    let c = cluster(false).await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &job("brief", json!({"parallelism": 2})),
+    )
+    .await
+    .unwrap();
+    eventually(10, "2 pods", || async {
+        (job_pods(&c.client, "brief").await.len() == 2).then_some(())
+    })
+    .await;
+    // background: the Job goes at once, the collector deletes the pods, and their tracking
+    // finalizers must not keep them
+    jobs.delete("brief", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(15, "pods gone", || async {
+        job_pods(&c.client, "brief").await.is_empty().then_some(())
     })
     .await;
 }

@@ -42,11 +42,16 @@ async fn api() -> Client {
     client
 }
 
-/// The Job controller (and the TTL-after-finished one if `ttl`).
+/// The Job controller and the garbage collector (and the TTL-after-finished controller if
+/// `ttl`).
 pub async fn cluster(ttl: bool) -> Cluster {
     let client = api().await;
     let cancel = CancellationToken::new();
     tokio::spawn(k1s::controllers::job::run(client.clone(), cancel.clone()));
+    tokio::spawn(k1s::controllers::garbagecollector::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     if ttl {
         tokio::spawn(k1s::controllers::ttlafterfinished::run(
             client.clone(),

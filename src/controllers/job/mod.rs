@@ -9,6 +9,7 @@
 //! controller owns.
 
 pub mod indexes;
+mod orphans;
 pub mod pods;
 pub mod policy;
 pub mod status;
@@ -63,15 +64,29 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         client,
         pods,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| owners_of(&pod, &jobs))
+    let (orphan_tx, orphan_rx) = tokio::sync::mpsc::unbounded_channel();
+    let orphans = orphans::run(ctx.client.clone(), orphan_rx, cancel.clone());
+    let controller = ctrl
+        .watches_stream(pod_events, move |pod: Pod| {
+            let owners = owners_of(&pod, &jobs);
+            let known = owners.iter().any(|o| jobs.get(o).is_some());
+            // A deleted pod may outlive its Job's entry in the cache by a moment: let the orphan
+            // loop check such pods against the API.
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            if (!known || deleting) && orphans::candidate(&pod) {
+                let _ = orphan_tx.send(pod);
+            }
+            owners
+        })
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "job reconcile");
             }
-        })
-        .await;
+        });
+    // Both end on cancellation; the orphan loop lives no longer than the controller.
+    tokio::join!(controller, orphans);
 }
 
 fn selector(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
@@ -218,10 +233,17 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut written = stored.clone();
     if recorded {
         let patch = st.to_patch(rv.as_deref());
-        let fresh = job_api
+        let fresh = match job_api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(err)?;
+        {
+            Ok(j) => j,
+            Err(e) => {
+                // Nothing is released until it is recorded; see this pass's pod writes first.
+                common::wait_for_cache(&ctx.pods, &ns, &expect, Duration::from_secs(5)).await;
+                return Err(err(e));
+            }
+        };
         rv = fresh.resource_version();
         written = st.clone();
     }
@@ -260,22 +282,27 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         plan.target.as_ref(),
         now,
     );
+    let mut failure = del_err.or(create_err).or(fin_err);
     if st != written {
         let patch = st.to_patch(rv.as_deref());
-        job_api
+        if let Err(e) = job_api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(err)?;
+        {
+            failure.get_or_insert(e);
+        }
     }
-    if let Some((warning, reason, msg)) = event {
+    if let Some((warning, reason, msg)) = event.filter(|_| failure.is_none()) {
         ctx.recorder
             .publish(job.as_ref(), warning, reason, msg)
             .await;
     }
-    if let Some(e) = del_err.or(create_err).or(fin_err) {
+    // Even after a failure: the next pass must see this one's creations and deletions, or it
+    // would make them again.
+    let caught_up = common::wait_for_cache(&ctx.pods, &ns, &expect, Duration::from_secs(5)).await;
+    if let Some(e) = failure {
         return Err(err(e));
     }
-    let caught_up = common::wait_for_cache(&ctx.pods, &ns, &expect, Duration::from_secs(5)).await;
     Ok(match (caught_up, plan.requeue) {
         (false, _) => Action::requeue(Duration::from_secs(1)),
         (true, Some(d)) => Action::requeue(d),
