@@ -509,3 +509,163 @@ async fn pods_of_a_deleted_job_are_released_and_collected() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn backoff_limit_per_index_and_max_failed_indexes() {
+    let c = cluster(false).await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let long_ago = || jiff::Timestamp::now() - jiff::SignedDuration::from_secs(30);
+    // no retries per index: a failed index stays failed, the others still run
+    let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 0});
+    jobs.create(&PostParams::default(), &job("per", spec))
+        .await
+        .unwrap();
+    let pods = eventually(10, "3 pods", || async {
+        let p = job_pods(&c.client, "per").await;
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    let name_of = |ix: &str| {
+        pods.iter()
+            .find(|p| p.annotations()[INDEX] == ix)
+            .unwrap()
+            .name_any()
+    };
+    assert_eq!(
+        pods[0].annotations()["batch.kubernetes.io/job-index-failure-count"],
+        "0"
+    );
+    set_failed(&c.client, &name_of("1"), 1, long_ago()).await;
+    eventually(10, "failedIndexes 1", || async {
+        let s = jobs.get("per").await.unwrap().status?;
+        (s.failed_indexes.as_deref() == Some("1") && s.failed == Some(1)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        job_pods(&c.client, "per").await.len(),
+        3,
+        "a failed index is not retried"
+    );
+    set_phase(&c.client, &name_of("0"), "Succeeded", Some(0)).await;
+    set_phase(&c.client, &name_of("2"), "Succeeded", Some(0)).await;
+    let j = eventually(10, "failed", || async {
+        let j = jobs.get("per").await.unwrap();
+        condition(&j, "Failed").then_some(j)
+    })
+    .await;
+    let s = j.status.unwrap();
+    assert_eq!(s.completed_indexes.as_deref(), Some("0,2"));
+    let failed = s
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("FailedIndexes"));
+
+    // one retry per index, no failed index allowed
+    let spec = json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 1, "maxFailedIndexes": 0});
+    jobs.create(&PostParams::default(), &job("strict", spec))
+        .await
+        .unwrap();
+    let pods = eventually(10, "2 pods", || async {
+        let p = job_pods(&c.client, "strict").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    let first = pods
+        .iter()
+        .find(|p| p.annotations()[INDEX] == "0")
+        .unwrap()
+        .name_any();
+    set_failed(&c.client, &first, 1, long_ago()).await;
+    let retry = eventually(10, "index 0 retried", || async {
+        job_pods(&c.client, "strict")
+            .await
+            .into_iter()
+            .find(|p| p.annotations()[INDEX] == "0" && p.name_any() != first)
+    })
+    .await;
+    assert_eq!(
+        retry.annotations()["batch.kubernetes.io/job-index-failure-count"],
+        "1"
+    );
+    set_failed(&c.client, &retry.name_any(), 1, jiff::Timestamp::now()).await;
+    let j = eventually(10, "failed", || async {
+        let j = jobs.get("strict").await.unwrap();
+        condition(&j, "Failed").then_some(j)
+    })
+    .await;
+    let s = j.status.unwrap();
+    assert_eq!(s.failed_indexes.as_deref(), Some("0"));
+    let failed = s
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("MaxFailedIndexesExceeded"));
+    // the running index 1 was stopped
+    eventually(10, "index 1 gone", || async {
+        let left = job_pods(&c.client, "strict").await;
+        (!left.iter().any(|p| p.annotations()[INDEX] == "1")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn restarts_count_against_the_backoff_limit_with_on_failure() {
+    let c = cluster(false).await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let mut j = job("restarts", json!({"backoffLimit": 2}));
+    j.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .restart_policy = Some("OnFailure".into());
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let pod = eventually(10, "a pod", || async {
+        job_pods(&c.client, "restarts").await.pop()
+    })
+    .await;
+    let st = |restarts: i32| {
+        json!({"status": {"phase": "Running", "containerStatuses": [{
+            "name": "main", "image": "busybox", "imageID": "", "ready": false,
+            "restartCount": restarts, "state": {"waiting": {"reason": "CrashLoopBackOff"}}
+        }]}})
+    };
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&st(1)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!condition(
+        &jobs.get("restarts").await.unwrap(),
+        "FailureTarget"
+    ));
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&st(2)),
+    )
+    .await
+    .unwrap();
+    let j = eventually(10, "failed", || async {
+        let j = jobs.get("restarts").await.unwrap();
+        condition(&j, "Failed").then_some(j)
+    })
+    .await;
+    let conds = j.status.unwrap().conditions.unwrap();
+    let failed = conds.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
+}
