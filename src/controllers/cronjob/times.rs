@@ -49,13 +49,13 @@ pub fn most_recent(
     let Some(t1) = sched.next(&earliest) else {
         return Ok((earliest, None, Missed::None));
     };
-    if now < &t1 {
+    if *now < t1 {
         return Ok((earliest, None, Missed::None));
     }
     let Some(t2) = sched.next(&t1) else {
         return Ok((earliest, Some(t1), Missed::None));
     };
-    if now < &t2 {
+    if *now < t2 {
         return Ok((earliest, Some(t1), Missed::None));
     }
     let between = t2.duration_since(&t1).as_secs_f64().round() as i64;

@@ -238,7 +238,7 @@ pub fn plan<'a>(job: &Job, pods: &'a [Arc<Pod>], now: Timestamp) -> Plan<'a> {
             if v.len() > 1 {
                 podutil::rank_for_deletion(v);
                 let keep = v.pop();
-                delete.extend(v.drain(..));
+                delete.append(v);
                 v.extend(keep);
             }
         }
