@@ -271,6 +271,12 @@ pub fn plan<'a>(job: &Job, pods: &'a [Arc<Pod>], now: Timestamp) -> Plan<'a> {
                 requeue = min_requeue(requeue, w);
             } else {
                 let need = want.saturating_sub(by_index.len()).min(BURST);
+                let mut finished_by_index: BTreeMap<i32, Vec<&Pod>> = BTreeMap::new();
+                for p in pods.iter().map(Arc::as_ref).filter(|p| policy::is_terminal(p)) {
+                    if let Some(i) = indexes::of(p) {
+                        finished_by_index.entry(i).or_default().push(p);
+                    }
+                }
                 for i in 0..limit {
                     if create.len() >= need {
                         break;
@@ -278,11 +284,7 @@ pub fn plan<'a>(job: &Job, pods: &'a [Arc<Pod>], now: Timestamp) -> Plan<'a> {
                     if completed.contains(&i) || failed_idx.contains(&i) || busy.contains(&i) {
                         continue;
                     }
-                    let of_index: Vec<&Pod> = pods
-                        .iter()
-                        .map(Arc::as_ref)
-                        .filter(|p| indexes::of(p) == Some(i) && policy::is_terminal(p))
-                        .collect();
+                    let of_index = finished_by_index.get(&i).cloned().unwrap_or_default();
                     if per_index.is_some() {
                         if let Some(w) =
                             policy::backoff_remaining(job, of_index.iter().copied(), now)
