@@ -45,6 +45,7 @@ pub enum Error {
 struct Ctx {
     client: Client,
     pods: Store<Pod>,
+    jobs: Store<Job>,
     recorder: Recorder,
 }
 
@@ -63,6 +64,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         recorder: Recorder::new(client.clone(), "job-controller"),
         client,
         pods,
+        jobs: jobs.clone(),
     });
     let (orphan_tx, orphan_rx) = tokio::sync::mpsc::unbounded_channel();
     let orphans = orphans::run(ctx.client.clone(), orphan_rx, cancel.clone());
@@ -186,6 +188,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let mut expect = vec![];
+    let mut expect_job = vec![];
     let owned = claim_pods(&ctx, &job, &pod_api, &mut expect)
         .await
         .map_err(err)?;
@@ -283,6 +286,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         now,
     );
     let mut failure = del_err.or(create_err).or(fin_err);
+    if st != written || recorded {
+        // The next pass must not read a Job older than this pass's status writes: it would
+        // miss pods counted here and make up for them.
+        expect_job.push(Expect::Changed(
+            name.clone(),
+            job.resource_version().unwrap_or_default(),
+        ));
+    }
     if st != written {
         let patch = st.to_patch(rv.as_deref());
         if let Err(e) = job_api
@@ -299,7 +310,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     // Even after a failure: the next pass must see this one's creations and deletions, or it
     // would make them again.
-    let caught_up = common::wait_for_cache(&ctx.pods, &ns, &expect, Duration::from_secs(5)).await;
+    let caught_up = common::wait_for_cache(&ctx.pods, &ns, &expect, Duration::from_secs(5)).await
+        && common::wait_for_cache(&ctx.jobs, &ns, &expect_job, Duration::from_secs(5)).await;
     if let Some(e) = failure {
         return Err(err(e));
     }

@@ -272,7 +272,11 @@ pub fn plan<'a>(job: &Job, pods: &'a [Arc<Pod>], now: Timestamp) -> Plan<'a> {
             } else {
                 let need = want.saturating_sub(by_index.len()).min(BURST);
                 let mut finished_by_index: BTreeMap<i32, Vec<&Pod>> = BTreeMap::new();
-                for p in pods.iter().map(Arc::as_ref).filter(|p| policy::is_terminal(p)) {
+                for p in pods
+                    .iter()
+                    .map(Arc::as_ref)
+                    .filter(|p| policy::is_terminal(p))
+                {
                     if let Some(i) = indexes::of(p) {
                         finished_by_index.entry(i).or_default().push(p);
                     }
@@ -306,12 +310,19 @@ pub fn plan<'a>(job: &Job, pods: &'a [Arc<Pod>], now: Timestamp) -> Plan<'a> {
             }
         }
     } else {
+        // Succeeded pods stay with their Job: however stale the Job's counts in the cache,
+        // there are at least as many successes as such pods. Never create past them.
+        let visible = pods
+            .iter()
+            .filter(|p| policy::phase(p) == "Succeeded")
+            .count();
+        let succeeded_floor = succeeded_total.max(visible);
         let want = match spec.completions {
-            None if succeeded_total > 0 => active.len(),
+            None if succeeded_floor > 0 => active.len(),
             None => parallelism,
             Some(c) => usize::try_from(c)
                 .unwrap_or(0)
-                .saturating_sub(succeeded_total)
+                .saturating_sub(succeeded_floor)
                 .min(parallelism),
         };
         if active.len() > want {
