@@ -2,7 +2,7 @@
 //! and API server, starts them in order on readiness (never on sleeps), writes the admin
 //! kubeconfig once the API answers, and stops everything in reverse on shutdown.
 
-use crate::apiserver::{auth::MastersOnly, serve, ApiServer};
+use crate::apiserver::{auth::MastersOnly, serve, ApiServer, TokenIssuer};
 use crate::cli::ServerArgs;
 use crate::pki::{Pki, PkiConfig};
 use crate::registry::{Catalog, Registry};
@@ -117,6 +117,10 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         addr.port()
     );
     let api = ApiServer::new(registry, Arc::new(MastersOnly), advertise);
+    let sa_key = crate::pki::ServiceAccountKey::load_or_create(&server_dir.join("tls"))
+        .context("setting up the service-account signing key")?;
+    let issuer = Arc::new(TokenIssuer::new(sa_key, &args.cluster_domain));
+    api.set_token_issuer(issuer.clone());
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -165,9 +169,28 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::daemonset::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::statefulset::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::nodeipam::run(
         client.clone(),
         args.cluster_cidr,
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::rootca::run(
+        client.clone(),
+        pki.ca_cert_pem.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::satokens::run(
+        client.clone(),
+        issuer,
+        pki.ca_cert_pem.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::scheduler::run(client.clone(), cancel.clone()));

@@ -197,9 +197,32 @@ fn bad_input_is_refused_and_nothing_changes() {
     );
 }
 
+/// Every namespace holds the `kube-root-ca.crt` ConfigMap, published just after start; tests
+/// that count ConfigMaps wait for it so the count is deterministic.
+fn wait_for_root_ca(s: &TestServer) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s
+        .curl(
+            "GET",
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            None,
+            true,
+        )
+        .0
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-root-ca.crt never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn pagination_and_expired_continue() {
     let s = TestServer::start();
+    wait_for_root_ca(&s);
     for i in 0..30 {
         let body =
             format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"p{i:02}"}}}}"#);
@@ -226,7 +249,8 @@ fn pagination_and_expired_continue() {
                 .as_str()
                 .unwrap()
                 .to_string();
-            assert_eq!(page["metadata"]["remainingItemCount"], 22);
+            // 30 of ours and kube-root-ca.crt
+            assert_eq!(page["metadata"]["remainingItemCount"], 23);
             // a write between pages is not seen by later pages: one snapshot
             let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"p99"}}"#;
             assert_eq!(
@@ -257,7 +281,7 @@ fn pagination_and_expired_continue() {
             _ => break,
         }
     }
-    assert_eq!(names.len(), 30, "{names:?}");
+    assert_eq!(names.len(), 31, "{names:?}");
     let (code, _) = s.curl(
         "GET",
         "/api/v1/namespaces/default/configmaps?limit=1&continue=garbage",
@@ -420,6 +444,7 @@ async fn kube_runtime_watcher_and_reflector_over_https() {
 #[test]
 fn slow_clients_do_not_block_others() {
     let s = TestServer::start();
+    wait_for_root_ca(&s);
     // connections that never finish the TLS handshake
     let stalled: Vec<std::net::TcpStream> = (0..50)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
@@ -451,7 +476,7 @@ fn slow_clients_do_not_block_others() {
     }
     let start = std::time::Instant::now();
     let out = s.k(&["get", "cm", "-o", "name"]);
-    assert_eq!(out.lines().count(), 200);
+    assert_eq!(out.lines().count(), 201, "200 and kube-root-ca.crt");
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     let _ = slow.kill();
     let _ = slow.wait();
@@ -547,10 +572,28 @@ fn pods_binding_graceful_deletion_and_eviction() {
     );
 }
 
+/// GET `path`, change it with `f`, PUT it back; retried while a controller's concurrent
+/// write makes the PUT conflict. Returns (what was read, the answer).
+fn put_fresh(s: &TestServer, path: &str, f: impl Fn(&mut Value)) -> (Value, Value) {
+    for _ in 0..50 {
+        let read = s.get_json(path);
+        let mut obj = read.clone();
+        f(&mut obj);
+        let (code, out) = put(s, path, &obj);
+        if code == 409 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        assert_eq!(code, 200, "{out}");
+        return (read, out);
+    }
+    panic!("PUT {path} kept conflicting");
+}
+
 #[test]
 fn status_subresource_and_generation() {
     let s = TestServer::start();
-    // A StatefulSet: no controller of k1s writes to it, so the test alone does.
+    // A StatefulSet, whose controller writes its status concurrently: writes retry then.
     let deps = "/apis/apps/v1/namespaces/default/statefulsets";
     let d = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
     let (code, obj) = post(&s, deps, d);
@@ -558,29 +601,28 @@ fn status_subresource_and_generation() {
     assert_eq!(obj["metadata"]["generation"], 1);
     assert_eq!(obj["spec"]["replicas"], 1);
     // status writes go through /status only, and do not bump generation
-    let mut st = obj.clone();
-    st["status"] = json!({"replicas": 1, "observedGeneration": 1});
-    st["spec"]["replicas"] = json!(9);
-    let (code, out) = put(&s, &format!("{deps}/d/status"), &st);
-    assert_eq!(code, 200, "{out}");
-    assert_eq!(out["status"]["replicas"], 1);
+    let (_, out) = put_fresh(&s, &format!("{deps}/d/status"), |st| {
+        st["status"]["replicas"] = json!(7);
+        st["spec"]["replicas"] = json!(9);
+    });
+    assert_eq!(out["status"]["replicas"], 7);
     assert_eq!(
         out["spec"]["replicas"], 1,
         "spec is not written through status"
     );
     assert_eq!(out["metadata"]["generation"], 1);
-    let mut main = out.clone();
-    main["status"] = json!({"replicas": 5});
-    main["spec"]["replicas"] = json!(3);
-    let (code, out) = put(&s, &format!("{deps}/d"), &main);
-    assert_eq!(code, 200, "{out}");
+    let (read, out) = put_fresh(&s, &format!("{deps}/d"), |main| {
+        main["status"]["replicas"] = json!(5);
+        main["spec"]["replicas"] = json!(3);
+    });
+    assert_ne!(read["status"]["replicas"], 5);
     assert_eq!(
-        out["status"]["replicas"], 1,
+        out["status"]["replicas"], read["status"]["replicas"],
         "status is not written through the main resource"
     );
     assert_eq!(out["metadata"]["generation"], 2);
     // a stale resourceVersion conflicts
-    let (code, c) = put(&s, &format!("{deps}/d"), &main);
+    let (code, c) = put(&s, &format!("{deps}/d"), &read);
     assert_eq!(code, 409, "{c}");
     assert_eq!(c["reason"], "Conflict");
     // scale subresource
@@ -588,6 +630,23 @@ fn status_subresource_and_generation() {
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 3);
     assert_eq!(scale["status"]["selector"], "a=b");
+    // a scale patch retries past the controller's writes, unless it names a resourceVersion
+    let merge = |body: &str| {
+        let (code, out) = s.curl(
+            "PATCH",
+            &format!("{deps}/d/scale"),
+            Some(("application/merge-patch+json", body.as_bytes())),
+            true,
+        );
+        (
+            code,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+        )
+    };
+    let (code, out) = merge(r#"{"spec":{"replicas":4}}"#);
+    assert_eq!((code, &out["spec"]["replicas"]), (200, &json!(4)), "{out}");
+    let (code, out) = merge(r#"{"metadata":{"resourceVersion":"1"},"spec":{"replicas":5}}"#);
+    assert_eq!(code, 409, "{out}");
 }
 
 #[test]

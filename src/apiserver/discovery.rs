@@ -43,6 +43,12 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, String, String, Vec
             "Eviction".into(),
             vec!["create"],
         ),
+        "token" => (
+            "authentication.k8s.io".into(),
+            "v1".into(),
+            "TokenRequest".into(),
+            vec!["create"],
+        ),
         "finalize" => same(vec!["update"]),
         _ => same(vec!["get"]),
     }

@@ -6,6 +6,7 @@
 //! `kube::Client` (`crate::client`) both call it, so both see the same semantics.
 
 pub mod auth;
+pub use satoken::TokenIssuer;
 pub mod discovery;
 mod handlers;
 mod nodeproxy;
@@ -16,6 +17,7 @@ pub mod protobuf;
 pub mod request;
 pub mod response;
 mod reviews;
+pub mod satoken;
 pub mod serve;
 mod streamproxy;
 mod subresources;
@@ -48,6 +50,8 @@ pub struct ApiServer {
     ready: AtomicBool,
     /// TLS client for node agents (pods/log); set by the server once its PKI is loaded.
     node_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// Service-account token issuer; set by the server once its PKI is loaded.
+    tokens: std::sync::OnceLock<Arc<TokenIssuer>>,
 }
 
 impl ApiServer {
@@ -78,6 +82,7 @@ impl ApiServer {
             server_address,
             ready: AtomicBool::new(false),
             node_client: std::sync::OnceLock::new(),
+            tokens: std::sync::OnceLock::new(),
         })
     }
 
@@ -93,6 +98,11 @@ impl ApiServer {
     /// The TLS client configuration for calls to node agents (`pods/log`).
     pub fn set_node_client(&self, tls: Arc<rustls::ClientConfig>) {
         let _ = self.node_client.set(tls);
+    }
+
+    /// Issue and accept service-account tokens signed with this issuer's key.
+    pub fn set_token_issuer(&self, issuer: Arc<TokenIssuer>) {
+        let _ = self.tokens.set(issuer);
     }
 
     /// Serve one request. `user` is None for an unauthenticated client.
@@ -134,13 +144,22 @@ impl ApiServer {
         ) || path.starts_with("/healthz/")
             || path.starts_with("/livez/")
             || path.starts_with("/readyz/");
-        let user = match user {
-            Some(u) => u.clone(),
-            None if public => UserInfo {
+        let bearer = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        let user = match (user, bearer) {
+            (Some(u), _) => u.clone(),
+            (None, Some(token)) => satoken::authenticate(self, &token)
+                .await
+                .ok_or_else(ApiError::unauthorized)?,
+            (None, None) if public => UserInfo {
                 name: "system:anonymous".into(),
                 groups: vec!["system:unauthenticated".into()],
             },
-            None => return Err(ApiError::unauthorized()),
+            (None, None) => return Err(ApiError::unauthorized()),
         };
         if !public {
             let attrs = Attributes {
@@ -195,6 +214,22 @@ impl ApiServer {
             "/healthz" | "/livez" => return Ok(health(query, true)),
             "/readyz" => return Ok(health(query, self.ready.load(Ordering::SeqCst))),
             "/version" => return ok(version()),
+            "/.well-known/openid-configuration" => {
+                if let Some(t) = self.tokens.get() {
+                    return ok(json!({
+                        "issuer": t.issuer(),
+                        "jwks_uri": format!("https://{}/openid/v1/jwks", self.server_address),
+                        "response_types_supported": ["id_token"],
+                        "subject_types_supported": ["public"],
+                        "id_token_signing_alg_values_supported": ["ES256"],
+                    }));
+                }
+            }
+            "/openid/v1/jwks" => {
+                if let Some(t) = self.tokens.get() {
+                    return ok(t.jwks());
+                }
+            }
             "/openapi/v2" => {
                 return Ok(response::bytes_response(
                     StatusCode::OK,

@@ -1,5 +1,6 @@
 //! Subresources: status, scale (autoscaling/v1 Scale over the replicas of a workload or a
-//! custom resource), pods/binding, pods/eviction and namespaces/finalize.
+//! custom resource), pods/binding, pods/eviction, serviceaccounts/token and
+//! namespaces/finalize.
 
 use super::auth::UserInfo;
 use super::handlers::{
@@ -84,6 +85,9 @@ pub(super) async fn handle(
             for _ in 0..8 {
                 let obj = srv.registry.get(res, ns, name).await?;
                 let scale = to_scale(res, &obj)?;
+                // A patch is preconditioned only by a resourceVersion it carries itself; the
+                // one it merges onto is the current object's, so conflicts are retried.
+                let mut own_rv = None;
                 let wanted = if verb == "update" {
                     parse_body(headers, &body)?
                 } else {
@@ -92,6 +96,13 @@ pub(super) async fn handle(
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
                     let doc = parse_body(headers, &body)?;
+                    own_rv = Some(
+                        doc["metadata"]["resourceVersion"].is_string()
+                            || doc.as_array().is_some_and(|ops| {
+                                ops.iter()
+                                    .any(|op| op["path"] == "/metadata/resourceVersion")
+                            }),
+                    );
                     match PatchType::from_content_type(
                         ct.split(';').next().unwrap_or_default().trim(),
                     ) {
@@ -106,7 +117,7 @@ pub(super) async fn handle(
                 };
                 let precondition = wanted["metadata"]["resourceVersion"]
                     .as_str()
-                    .filter(|s| !s.is_empty())
+                    .filter(|s| !s.is_empty() && own_rv != Some(false))
                     .map(String::from);
                 let replicas = wanted["spec"]["replicas"].as_i64().ok_or_else(|| {
                     ApiError::bad_request("Scale.autoscaling/v1 spec.replicas must be an integer")
@@ -179,6 +190,15 @@ pub(super) async fn handle(
                 StatusCode::CREATED,
                 &success(201),
                 Format::Json,
+            ))
+        }
+        ("token", "create") => {
+            let b = parse_body(headers, &body)?;
+            let out = super::satoken::token_request(srv, ns.unwrap_or("default"), name, b).await?;
+            Ok(response::json_response(
+                StatusCode::CREATED,
+                &out,
+                json_fmt(fmt),
             ))
         }
         ("log", "get") => {

@@ -4,8 +4,10 @@
 
 pub mod common;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
@@ -13,5 +15,8 @@ pub mod podutil;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod rollout;
+pub mod rootca;
+pub mod satokens;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
+    /// Service-account tokens of projected volumes, by audience and lifetime.
+    pub tokens: BTreeMap<super::tokens::TokenKey, String>,
 }
 
 /// Names of the ConfigMaps and Secrets a container's environment needs.

@@ -20,6 +20,7 @@ pub mod server;
 pub mod spdy;
 pub mod spdyexec;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 

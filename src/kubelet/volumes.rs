@@ -1,7 +1,8 @@
 //! A pod's volumes made real on the node, under `<pod dir>/volumes/<name>`: emptyDir (a
 //! directory, or tmpfs for `medium: Memory`), hostPath with its type checks, and the files of
-//! configMap, secret, downwardAPI and projected volumes. Secrets and ConfigMaps are fetched
-//! by the caller; this file only touches the filesystem.
+//! configMap, secret, downwardAPI and projected volumes (service-account tokens included).
+//! Secrets, ConfigMaps and tokens are fetched by the caller; this file only touches the
+//! filesystem.
 
 use super::env::{field_value, Sources};
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
@@ -432,11 +433,16 @@ fn prepare_one(
                         (value.into_bytes(), it.mode.map(|x| x as u32).unwrap_or(m)),
                     );
                 }
-            } else if s.service_account_token.is_some() {
-                return Err(VolumeError::Unsupported {
+            } else if let Some(t) = &s.service_account_token {
+                let key = (
+                    t.audience.clone().unwrap_or_default(),
+                    t.expiration_seconds.unwrap_or(3600),
+                );
+                let token = src.tokens.get(&key).ok_or_else(|| VolumeError::Other {
                     volume: name.into(),
-                    what: "serviceAccountToken projection".into(),
-                });
+                    message: "no service-account token yet".into(),
+                })?;
+                files.insert(t.path.clone(), (token.clone().into_bytes(), m));
             }
         }
     } else {

@@ -84,6 +84,8 @@ pub struct Worker {
     volumes_refreshed: Option<Instant>,
     /// The last sandbox error reported, so each is reported once.
     sandbox_error: Option<String>,
+    /// Service-account tokens of the pod's projected volumes.
+    tokens: super::tokens::TokenCache,
 }
 
 impl Worker {
@@ -99,6 +101,7 @@ impl Worker {
             probe_ready: HashMap::new(),
             volumes_refreshed: None,
             sandbox_error: None,
+            tokens: Default::default(),
         }
     }
 
@@ -1008,7 +1011,8 @@ impl Worker {
         out
     }
 
-    /// The ConfigMaps and Secrets the pod's volumes and this container's environment name.
+    /// The ConfigMaps and Secrets the pod's volumes and this container's environment name, and
+    /// the tokens of its projected volumes.
     async fn sources(&self, pod: &Pod, c: &Container) -> Result<Sources, String> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let (mut cms, mut secrets) = env::referenced(c);
@@ -1028,6 +1032,7 @@ impl Worker {
                 src.secrets.insert(n, s);
             }
         }
+        src.tokens = self.tokens.for_pod(&self.rt.client, pod).await?;
         Ok(src)
     }
 

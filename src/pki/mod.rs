@@ -16,6 +16,7 @@ mod files;
 mod inspect;
 mod issue;
 mod kubeconfig;
+mod sakey;
 mod tls;
 
 #[cfg(test)]
@@ -34,6 +35,7 @@ use issue::{IssuedPair, LeafSpec, SanEntry, Usage};
 pub use error::PkiError;
 pub use files::write_file_atomic;
 pub use inspect::{user_from_cert, UserInfo};
+pub use sakey::ServiceAccountKey;
 
 /// Leaf certificates start this far in the past, so a node whose clock is
 /// slightly behind the server's still accepts them.

@@ -11,6 +11,7 @@ pub mod error;
 mod list;
 pub mod resources;
 pub mod rules;
+mod sa_admission;
 pub mod schema;
 pub mod selectors;
 mod special;
@@ -22,6 +23,7 @@ mod write;
 pub use error::{ApiError, ApiResult, Target};
 pub use list::{ListOptions, ListPage};
 pub use resources::{Catalog, ResourceInfo};
+pub use sa_admission::TOKEN_DIR;
 pub use watch::{WatchEvent, WatchOptions};
 
 use crate::store::Store;

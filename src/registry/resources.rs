@@ -116,7 +116,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin("", "v1", "ReplicationController", "replicationcontrollers", true, "rc", "all", "status,scale"),
     Builtin("", "v1", "ResourceQuota", "resourcequotas", true, "quota", "", "status"),
     Builtin("", "v1", "Secret", "secrets", true, "", "", ""),
-    Builtin("", "v1", "ServiceAccount", "serviceaccounts", true, "sa", "", ""),
+    Builtin("", "v1", "ServiceAccount", "serviceaccounts", true, "sa", "", "token"),
     Builtin("", "v1", "Service", "services", true, "svc", "all", "status"),
     Builtin("apps", "v1", "ControllerRevision", "controllerrevisions", true, "", "", ""),
     Builtin("apps", "v1", "DaemonSet", "daemonsets", true, "ds", "all", "status"),

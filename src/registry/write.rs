@@ -45,6 +45,10 @@ impl Registry {
             name
         };
         self.check_namespace(res, ns).await?;
+        if res.group.is_empty() && res.kind == "Pod" && res.custom.is_none() {
+            self.mount_service_account(ns.unwrap_or("default"), &mut obj)
+                .await?;
+        }
         let now = strategy::now_rfc3339();
         let mut warnings = vec![];
         let mut obj = self.admit(res, obj, None, opts, &mut warnings)?;

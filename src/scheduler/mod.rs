@@ -16,7 +16,7 @@ mod preempt;
 mod queue;
 mod resources;
 mod scores;
-mod selectors;
+pub mod selectors;
 #[cfg(test)]
 mod testutil;
 
