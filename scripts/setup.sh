@@ -3,12 +3,14 @@
 set -eu
 
 need=""
-# The node's tools (CNI plugins, iptables, nsenter, seccomp for libcontainer), and for the
+# The node's tools (CNI plugins, iptables, nftables and conntrack for the service proxy,
+# nsenter, seccomp for libcontainer), and for the
 # tests a registry, image tools, a static busybox to build images from, and runc as the
 # benchmark peer of the shim.
 for pkg in curl ca-certificates gcc pkg-config etcd-server jq \
     containernetworking-plugins iptables iproute2 util-linux libseccomp-dev \
-    docker-registry skopeo umoci busybox-static apache2-utils runc bsdutils; do
+    docker-registry skopeo umoci busybox-static apache2-utils runc bsdutils \
+    nftables conntrack; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -9,6 +9,7 @@ pub mod config;
 pub mod controllers;
 pub mod kubelet;
 pub mod pki;
+pub mod proxy;
 pub mod registry;
 pub mod sandbox;
 pub mod scheduler;

@@ -296,6 +296,17 @@ async fn start_agent(
         shim_exe: std::env::current_exe().context("finding the k1s binary for the shim")?,
     };
     let name = cfg.node.name.clone();
+    // The service proxy of this node (nftables rules and the loopback NodePort relay).
+    tasks.spawn(crate::proxy::run(
+        client.clone(),
+        crate::proxy::ProxyConfig::new(
+            &name,
+            vec![cfg.node.ip],
+            args.cluster_cidr,
+            args.service_cidr,
+        ),
+        cancel.clone(),
+    ));
     crate::kubelet::start(client.clone(), cfg, machine, server, tasks, cancel.clone())
         .await
         .with_context(|| format!("registering node {name}"))
