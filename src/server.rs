@@ -166,6 +166,15 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::job::run(client.clone(), cancel.clone()));
+    tasks.spawn(crate::controllers::cronjob::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::ttlafterfinished::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::daemonset::run(
         client.clone(),
         cancel.clone(),

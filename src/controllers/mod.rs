@@ -4,10 +4,12 @@
 
 pub mod clusterroleaggregation;
 pub mod common;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod garbagecollector;
 pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
@@ -18,3 +20,4 @@ pub mod rootca;
 pub mod satokens;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttlafterfinished;

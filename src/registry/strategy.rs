@@ -72,6 +72,10 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, now: &str) {
         }
         ("", "Service") => obj["status"] = json!({ "loadBalancer": {} }),
         ("", "Node") | ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {}
+        ("batch", "Job") => {
+            obj["status"] = json!({});
+            super::rules::generate_job_selector(obj);
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_status(obj, None, now),
         _ if res.is_custom() && res.has_status() => {
             if let Some(o) = obj.as_object_mut() {

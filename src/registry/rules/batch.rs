@@ -205,7 +205,11 @@ fn validate_cronjob_spec(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
                     tz,
                     "timeZone must be nil or non-empty string",
                 ));
-            } else if tz.contains(' ') || tz.starts_with('/') || tz.contains("..") || tz == "Local"
+            } else if tz.contains(' ')
+                || tz.starts_with('/')
+                || tz.contains("..")
+                || tz == "Local"
+                || jiff::tz::TimeZone::get(tz).is_err()
             {
                 errs.push(json::invalid_str(
                     "spec.timeZone",
@@ -264,6 +268,65 @@ fn validate_cronjob_spec(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
         m.remove("manualSelector");
     }
     validate_job_spec(&js_no_sel, jsp, errs);
+}
+
+/// Upstream's job strategy on create (`generateSelector`), run once the uid is known: unless
+/// `spec.manualSelector` is true, the pod template gets the job-name and controller-uid labels
+/// (current and legacy keys) and the selector matches the controller-uid, so the Job's pods
+/// are only ever its own. A Job without labels takes its template's.
+pub fn generate_job_selector(obj: &mut Value) {
+    let name = meta::name(obj).to_string();
+    let uid = json::get(obj, "metadata")
+        .map(|m| json::s(m, "uid").to_string())
+        .unwrap_or_default();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let tmpl = spec
+        .entry("template")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(labels) = ensure_obj(tmpl, "metadata").and_then(|m| ensure_obj(m, "labels")) else {
+        return;
+    };
+    let labels = labels.as_object_mut().expect("ensured an object");
+    for (k, v) in [
+        ("job-name", &name),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/controller-uid", &uid),
+    ] {
+        // A label the user set stays; validation already saw it and a wrong one fails there.
+        labels.entry(k).or_insert_with(|| Value::String(v.clone()));
+    }
+    let tmpl_labels = Value::Object(labels.clone());
+    let sel = spec
+        .entry("selector")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(ml) = ensure_obj(sel, "matchLabels").and_then(Value::as_object_mut) {
+        ml.entry("batch.kubernetes.io/controller-uid")
+            .or_insert_with(|| Value::String(uid.clone()));
+    }
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let empty = m
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty);
+        if empty {
+            m.insert("labels".into(), tmpl_labels);
+        }
+    }
+}
+
+fn ensure_obj<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    let o = v.as_object_mut()?;
+    let e = o.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !e.is_object() {
+        *e = Value::Object(Map::new());
+    }
+    Some(e)
 }
 
 /// Status-subresource rules for batch kinds.

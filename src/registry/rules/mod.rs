@@ -13,6 +13,7 @@
 
 mod apps;
 mod batch;
+pub use batch::generate_job_selector;
 mod core_container;
 mod core_other;
 mod core_pod;
