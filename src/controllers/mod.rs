@@ -17,3 +17,8 @@ pub mod rootca;
 pub mod satokens;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod clock;
+pub mod nodelifecycle;
+pub mod tainteviction;
+pub mod podgc;
+pub mod disruption;
