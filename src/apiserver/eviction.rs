@@ -88,7 +88,10 @@ pub(super) async fn evict(
             guarded = true;
         } else {
             let labels = labels_of(&pod);
-            let page = srv.registry.list(&budgets, Some(ns), &ListOptions::default()).await?;
+            let page = srv
+                .registry
+                .list(&budgets, Some(ns), &ListOptions::default())
+                .await?;
             let mut matching = vec![];
             for kv in &page.items {
                 let b = crate::registry::codec::decode(kv)?;
@@ -115,7 +118,9 @@ pub(super) async fn evict(
         let mut delete = opts.clone();
         let decide_again = guarded && delete.precondition_rv.is_none();
         if decide_again {
-            delete.precondition_rv = pod["metadata"]["resourceVersion"].as_str().map(String::from);
+            delete.precondition_rv = pod["metadata"]["resourceVersion"]
+                .as_str()
+                .map(String::from);
         }
         return match srv.registry.delete(&pods, Some(ns), name, &delete).await {
             Ok(_) => Ok(()),
@@ -155,7 +160,10 @@ async fn decrement(
     mut pdb: Value,
     dry_run: bool,
 ) -> Result<(), ApiError> {
-    let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let pdb_name = pdb["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let st = &pdb["status"];
     let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
     if st["observedGeneration"].as_i64().unwrap_or(0) < generation {
@@ -168,7 +176,10 @@ async fn decrement(
     if allowed < 0 {
         return Err(ApiError::forbidden("pdb disruptions allowed is negative"));
     }
-    if st["disruptedPods"].as_object().is_some_and(|m| m.len() > MAX_DISRUPTED_PODS) {
+    if st["disruptedPods"]
+        .as_object()
+        .is_some_and(|m| m.len() > MAX_DISRUPTED_PODS)
+    {
         return Err(ApiError::forbidden(
             "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
         ));

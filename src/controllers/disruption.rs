@@ -121,13 +121,21 @@ pub fn selects(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -
     Selector::try_from(sel.clone()).is_ok_and(|s| s.matches(labels))
 }
 
-fn budgets_of(pod: &Pod, budgets: &Store<PodDisruptionBudget>) -> Vec<ObjectRef<PodDisruptionBudget>> {
+fn budgets_of(
+    pod: &Pod,
+    budgets: &Store<PodDisruptionBudget>,
+) -> Vec<ObjectRef<PodDisruptionBudget>> {
     let ns = pod.namespace();
     budgets
         .state()
         .iter()
         .filter(|b| b.namespace() == ns)
-        .filter(|b| selects(b.spec.as_ref().and_then(|s| s.selector.as_ref()), pod.labels()))
+        .filter(|b| {
+            selects(
+                b.spec.as_ref().and_then(|s| s.selector.as_ref()),
+                pod.labels(),
+            )
+        })
         .map(|b| ObjectRef::from_obj(b.as_ref()))
         .collect()
 }
@@ -184,7 +192,12 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         .collect();
     if pods.is_empty() {
         ctx.recorder
-            .publish(pdb.as_ref(), false, "NoPods", "No matching pods found".into())
+            .publish(
+                pdb.as_ref(),
+                false,
+                "NoPods",
+                "No matching pods found".into(),
+            )
             .await;
     }
     let now = ctx.clock.now();
@@ -342,7 +355,9 @@ async fn scale_of(
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             check_uid(&rs.metadata)?;
-            if let Some(d) = super::common::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment") {
+            if let Some(d) =
+                super::common::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment")
+            {
                 let dep = Api::<Deployment>::namespaced(client.clone(), ns)
                     .get(&d.name)
                     .await
@@ -359,7 +374,11 @@ async fn scale_of(
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             check_uid(&rc.metadata)?;
-            Ok((kind.into(), name.into(), rc.spec.and_then(|s| s.replicas).unwrap_or(1)))
+            Ok((
+                kind.into(),
+                name.into(),
+                rc.spec.and_then(|s| s.replicas).unwrap_or(1),
+            ))
         }
         "StatefulSet" => {
             let ss = Api::<StatefulSet>::namespaced(client.clone(), ns)
@@ -367,7 +386,11 @@ async fn scale_of(
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             check_uid(&ss.metadata)?;
-            Ok((kind.into(), name.into(), ss.spec.and_then(|s| s.replicas).unwrap_or(1)))
+            Ok((
+                kind.into(),
+                name.into(),
+                ss.spec.and_then(|s| s.replicas).unwrap_or(1),
+            ))
         }
         _ => Err(fail("kind has no known scale".into())),
     }

@@ -39,7 +39,10 @@ const CONDITION_TAINTS: [(&str, &str); 4] = [
     ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
     ("DiskPressure", "node.kubernetes.io/disk-pressure"),
     ("PIDPressure", "node.kubernetes.io/pid-pressure"),
-    ("NetworkUnavailable", "node.kubernetes.io/network-unavailable"),
+    (
+        "NetworkUnavailable",
+        "node.kubernetes.io/network-unavailable",
+    ),
 ];
 
 /// Periods of the controller; upstream's defaults.
@@ -169,7 +172,11 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         node = write_conditions(&ctx, &name, &node, conditions).await?;
     }
     let ready = condition(&node, "Ready").map(|c| c.status.clone());
-    ctx.seen.lock().expect("seen lock").get_mut(&name).map(|s| s.ready = ready.clone());
+    ctx.seen
+        .lock()
+        .expect("seen lock")
+        .get_mut(&name)
+        .map(|s| s.ready = ready.clone());
     let taints = desired_taints(&node, now);
     if Some(&taints) != node.spec.as_ref().and_then(|s| s.taints.as_ref()) {
         write_taints(&ctx, &name, &node, &taints).await?;
@@ -213,7 +220,8 @@ fn observe(ctx: &Ctx, node: &Node, now: Timestamp) -> Option<String> {
         .leases
         .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE))
         .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0));
-    let heartbeat = condition(node, "Ready").and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0));
+    let heartbeat =
+        condition(node, "Ready").and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0));
     let mut seen = ctx.seen.lock().expect("seen lock");
     let entry = seen.entry(name).or_insert(Seen {
         renew,
@@ -233,7 +241,12 @@ fn observe(ctx: &Ctx, node: &Node, now: Timestamp) -> Option<String> {
 /// The node's conditions with the watched ones set to Unknown, if it has been silent past
 /// its grace period and any is not Unknown yet.
 fn silent_conditions(ctx: &Ctx, node: &Node, now: Timestamp) -> Option<Vec<NodeCondition>> {
-    let probed = ctx.seen.lock().expect("seen lock").get(&node.name_any())?.probed;
+    let probed = ctx
+        .seen
+        .lock()
+        .expect("seen lock")
+        .get(&node.name_any())?
+        .probed;
     let grace = if condition(node, "Ready").is_none() {
         ctx.cfg.startup_grace_period
     } else {
@@ -326,7 +339,12 @@ async fn write_conditions(
 ) -> Result<Node, Error> {
     tracing::info!(node = %name, "node stopped posting status, marking it unknown");
     ctx.recorder
-        .publish(node, false, "NodeNotReady", format!("Node {name} status is now: NodeNotReady"))
+        .publish(
+            node,
+            false,
+            "NodeNotReady",
+            format!("Node {name} status is now: NodeNotReady"),
+        )
         .await;
     let patch = json!({
         "metadata": {"resourceVersion": node.metadata.resource_version},
@@ -366,17 +384,20 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str, pods: &[Arc<Pod>]) -> Result
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-        if pod.metadata.deletion_timestamp.is_some()
-            || ready.is_none_or(|c| c.status == "False")
-        {
+        if pod.metadata.deletion_timestamp.is_some() || ready.is_none_or(|c| c.status == "False") {
             continue;
         }
         let patch = json!({"status": {"conditions": [
             {"type": "Ready", "status": "False", "lastTransitionTime": now}
         ]}});
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+        let api: Api<Pod> =
+            Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
         match api
-            .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
             .await
         {
             Ok(_) => {}
@@ -398,7 +419,9 @@ mod tests {
     use super::*;
 
     fn node(ready: Option<&str>, unschedulable: bool, taints: serde_json::Value) -> Node {
-        let conditions = ready.map(|s| json!([{"type": "Ready", "status": s}])).unwrap_or(json!([]));
+        let conditions = ready
+            .map(|s| json!([{"type": "Ready", "status": s}]))
+            .unwrap_or(json!([]));
         serde_json::from_value(json!({
             "metadata": {"name": "n"},
             "spec": {"unschedulable": unschedulable, "taints": taints},
@@ -408,14 +431,22 @@ mod tests {
     }
 
     fn keys(t: &[Taint]) -> Vec<String> {
-        t.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect()
+        t.iter()
+            .map(|t| format!("{}:{}", t.key, t.effect))
+            .collect()
     }
 
     #[test]
     fn taints_follow_readiness_and_cordon() {
         let now = Timestamp::from_second(100).unwrap();
         let t = desired_taints(&node(Some("Unknown"), false, json!([])), now);
-        assert_eq!(keys(&t), [format!("{UNREACHABLE}:NoSchedule"), format!("{UNREACHABLE}:NoExecute")]);
+        assert_eq!(
+            keys(&t),
+            [
+                format!("{UNREACHABLE}:NoSchedule"),
+                format!("{UNREACHABLE}:NoExecute")
+            ]
+        );
         assert_eq!(t[1].time_added.as_ref().map(|t| t.0), Some(now));
         let mine = json!([{"key": "mine", "effect": "NoSchedule"}, {"key": UNREACHABLE, "effect": "NoExecute"}]);
         let t = desired_taints(&node(Some("False"), true, mine), now);
@@ -428,7 +459,8 @@ mod tests {
                 format!("{UNSCHEDULABLE}:NoSchedule")
             ]
         );
-        let old = json!([{"key": NOT_READY, "effect": "NoExecute", "timeAdded": "2020-01-01T00:00:00Z"}]);
+        let old =
+            json!([{"key": NOT_READY, "effect": "NoExecute", "timeAdded": "2020-01-01T00:00:00Z"}]);
         let t = desired_taints(&node(Some("True"), false, old), now);
         assert!(t.is_empty());
     }

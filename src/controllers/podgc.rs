@@ -153,7 +153,10 @@ fn out_of_service(node: &Node) -> bool {
         .spec
         .as_ref()
         .and_then(|s| s.taints.as_ref())
-        .is_some_and(|t| t.iter().any(|t| t.key == OUT_OF_SERVICE && t.effect == "NoExecute"));
+        .is_some_and(|t| {
+            t.iter()
+                .any(|t| t.key == OUT_OF_SERVICE && t.effect == "NoExecute")
+        });
     let ready = node
         .status
         .as_ref()
@@ -195,7 +198,8 @@ impl Gc {
         let wanted: HashSet<&str> = pods.iter().filter_map(|p| node_of(p)).collect();
         self.missing
             .retain(|n, _| !known.contains(n) && wanted.contains(n.as_str()));
-        let quarantine = SignedDuration::try_from(self.cfg.quarantine).unwrap_or(SignedDuration::MAX);
+        let quarantine =
+            SignedDuration::try_from(self.cfg.quarantine).unwrap_or(SignedDuration::MAX);
         let mut gone = HashSet::new();
         for n in wanted.iter().filter(|n| !known.contains(**n)) {
             let since = *self.missing.entry(n.to_string()).or_insert(now);
@@ -217,9 +221,13 @@ impl Gc {
                 }
             }
         }
-        for pod in pods.iter().filter(|p| node_of(p).is_some_and(|n| gone.contains(n))) {
+        for pod in pods
+            .iter()
+            .filter(|p| node_of(p).is_some_and(|n| gone.contains(n)))
+        {
             tracing::info!(pod = %pod.name_any(), node = node_of(pod), "deleting the pod of a deleted node");
-            self.force_delete(pod, Some("PodGC: node no longer exists")).await?;
+            self.force_delete(pod, Some("PodGC: node no longer exists"))
+                .await?;
         }
         Ok(())
     }
@@ -287,7 +295,10 @@ mod tests {
             pod("mid-done", "Succeeded", 20),
         ];
         let names = |v: Vec<Arc<Pod>>| v.iter().map(|p| p.name_any()).collect::<Vec<_>>();
-        assert_eq!(names(terminated_surplus(&pods, 1)), ["old-failed", "mid-done"]);
+        assert_eq!(
+            names(terminated_surplus(&pods, 1)),
+            ["old-failed", "mid-done"]
+        );
         assert!(terminated_surplus(&pods, 3).is_empty());
         assert!(terminated_surplus(&pods, 0).is_empty());
     }

@@ -7,32 +7,12 @@
 //! It never deletes a pod already terminating or finished.
 
 use super::common::Recorder;
+use crate::scheduler::selectors::tolerates;
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-
-/// Whether `t` tolerates `taint`, as upstream's `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && t.value.as_deref().unwrap_or_default()
-                    == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
 
 /// What to do with one pod on a node with these taints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
