@@ -178,7 +178,8 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .get_mut(&name)
         .map(|s| s.ready = ready.clone());
     let taints = desired_taints(&node, now);
-    if Some(&taints) != node.spec.as_ref().and_then(|s| s.taints.as_ref()) {
+    let current = node.spec.as_ref().and_then(|s| s.taints.as_deref());
+    if taints.as_slice() != current.unwrap_or_default() {
         write_taints(&ctx, &name, &node, &taints).await?;
     }
     let pods: Vec<Arc<Pod>> = ctx
