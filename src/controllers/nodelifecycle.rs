@@ -172,11 +172,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         node = write_conditions(&ctx, &name, &node, conditions).await?;
     }
     let ready = condition(&node, "Ready").map(|c| c.status.clone());
-    ctx.seen
-        .lock()
-        .expect("seen lock")
-        .get_mut(&name)
-        .map(|s| s.ready = ready.clone());
+    if let Some(seen) = ctx.seen.lock().expect("seen lock").get_mut(&name) {
+        seen.ready = ready.clone();
+    }
     let taints = desired_taints(&node, now);
     let current = node.spec.as_ref().and_then(|s| s.taints.as_deref());
     if taints.as_slice() != current.unwrap_or_default() {
