@@ -657,7 +657,7 @@ async fn eviction_honours_the_budget() {
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
             "uid": Api::<ReplicaSet>::namespaced(c.client.clone(), "default").get("web").await.unwrap().uid(),
             "controller": true}]},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}))
     .unwrap();
     c.pods()
         .create(&PostParams::default(), &unready)
@@ -672,7 +672,14 @@ async fn eviction_honours_the_budget() {
         .evict("web-4", &EvictParams::default())
         .await
         .unwrap();
-    assert!(terminating(&c, "web-4").await);
+    // bound, so deleted gracefully: it stays a while, marked with why it goes
+    let evicted = c.pods().get("web-4").await.unwrap();
+    assert!(evicted.metadata.deletion_timestamp.is_some());
+    let conds = evicted.status.unwrap().conditions.unwrap();
+    assert!(conds
+        .iter()
+        .any(|c| c.type_ == "DisruptionTarget"
+            && c.reason.as_deref() == Some("EvictionByEvictionAPI")));
     // two budgets over one pod: upstream refuses with 500
     let mut second = pdb.clone();
     second.metadata.name = Some("web-too".into());

@@ -122,6 +122,15 @@ pub(super) async fn evict(
                 .as_str()
                 .map(String::from);
         }
+        if !delete.dry_run {
+            match mark_disruption_target(srv, &pods, ns, pod, delete.precondition_rv.clone()).await
+            {
+                Ok(rv) if delete.precondition_rv.is_some() => delete.precondition_rv = rv,
+                Ok(_) => {}
+                Err(e) if e.code == 409 && decide_again => continue,
+                Err(e) => return Err(e),
+            }
+        }
         return match srv.registry.delete(&pods, Some(ns), name, &delete).await {
             Ok(_) => Ok(()),
             // the pod changed between the decision and the delete: decide again
@@ -133,6 +142,54 @@ pub(super) async fn evict(
         "too many conflicts while evicting the pod, try again",
         format!("eviction of pod {name} kept conflicting with budget updates"),
     ))
+}
+
+/// Record on the pod why it is going (the DisruptionTarget condition, as upstream), with
+/// the delete's resourceVersion precondition if it has one; returns the new
+/// resourceVersion, which the delete then expects.
+async fn mark_disruption_target(
+    srv: &Arc<ApiServer>,
+    pods: &crate::registry::ResourceInfo,
+    ns: &str,
+    mut pod: Value,
+    precondition: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let now = crate::registry::strategy::now_rfc3339();
+    let cond = json!({"type": "DisruptionTarget", "status": "True",
+        "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
+        "lastTransitionTime": now, "lastProbeTime": null});
+    let mut conds: Vec<Value> = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "DisruptionTarget")
+        .collect();
+    conds.push(cond);
+    pod["status"]["conditions"] = Value::Array(conds);
+    match precondition {
+        Some(rv) => pod["metadata"]["resourceVersion"] = json!(rv),
+        None => {
+            if let Some(m) = pod["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+        }
+    }
+    let opts = WriteOptions {
+        field_manager: "k1s-eviction".into(),
+        ..Default::default()
+    };
+    let written = srv
+        .registry
+        .update(pods, Some(ns), &name, pod, Some("status"), &opts)
+        .await?;
+    Ok(written.obj["metadata"]["resourceVersion"]
+        .as_str()
+        .map(String::from))
 }
 
 /// An unready pod may go without using up the budget, as `unhealthyPodEvictionPolicy` says:

@@ -93,6 +93,8 @@ struct Ctx {
     pods: Store<Pod>,
     leases: Store<Lease>,
     seen: Mutex<HashMap<String, Seen>>,
+    /// The controller's own cache of nodes, to forget the heartbeats of deleted ones.
+    nodes: Store<Node>,
     recorder: Recorder,
 }
 
@@ -115,30 +117,33 @@ pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
     )
     .default_backoff()
     .touched_objects();
-    let ctx = Arc::new(Ctx {
+    let ctx = Ctx {
         recorder: Recorder::new(client.clone(), "node-controller"),
         client: client.clone(),
         cfg,
         pods,
         leases,
         seen: Mutex::new(HashMap::new()),
-    });
-    Controller::new(Api::<Node>::all(client), watcher::Config::default())
-        .watches_stream(pod_events, |p: Pod| {
-            p.spec
-                .and_then(|s| s.node_name)
-                .filter(|n| !n.is_empty())
-                .map(|n| ObjectRef::new(&n))
-        })
-        .watches_stream(lease_events, |l: Lease| Some(ObjectRef::new(&l.name_any())))
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "node lifecycle reconcile");
-            }
-        })
-        .await;
+        nodes: reflector::store::<Node>().0,
+    };
+    let ctrl = Controller::new(Api::<Node>::all(client), watcher::Config::default());
+    let nodes = ctrl.store();
+    let ctx = Arc::new(Ctx { nodes, ..ctx });
+    ctrl.watches_stream(pod_events, |p: Pod| {
+        p.spec
+            .and_then(|s| s.node_name)
+            .filter(|n| !n.is_empty())
+            .map(|n| ObjectRef::new(&n))
+    })
+    .watches_stream(lease_events, |l: Lease| Some(ObjectRef::new(&l.name_any())))
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "node lifecycle reconcile");
+        }
+    })
+    .await;
 }
 
 fn error_policy(_node: Arc<Node>, e: &Error, ctx: Arc<Ctx>) -> Action {
@@ -222,6 +227,9 @@ fn observe(ctx: &Ctx, node: &Node, now: Timestamp) -> Option<String> {
     let heartbeat =
         condition(node, "Ready").and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0));
     let mut seen = ctx.seen.lock().expect("seen lock");
+    if ctx.nodes.len() < seen.len() {
+        seen.retain(|n, _| ctx.nodes.get(&ObjectRef::new(n)).is_some());
+    }
     let entry = seen.entry(name).or_insert(Seen {
         renew,
         heartbeat,
