@@ -327,6 +327,19 @@ async fn controllers_scale(client: &Client, ns: &str, pods: &[Arc<Pod>]) -> Resu
     Ok(total)
 }
 
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<K, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The controller at the top of a pod's chain and its replicas: a ReplicaSet owned by a
 /// Deployment counts as the Deployment.
 async fn scale_of(
@@ -341,59 +354,31 @@ async fn scale_of(
         name: name.into(),
         message,
     };
-    let check_uid = |meta: &kube::api::ObjectMeta| {
-        if meta.uid.as_deref() == Some(uid) {
-            Ok(())
-        } else {
-            Err(fail("not found".into()))
-        }
-    };
-    match kind {
+    let (meta, replicas) = match kind {
         "ReplicaSet" => {
-            let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            check_uid(&rs.metadata)?;
-            if let Some(d) =
-                super::common::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment")
-            {
-                let dep = Api::<Deployment>::namespaced(client.clone(), ns)
-                    .get(&d.name)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                let replicas = dep.spec.and_then(|s| s.replicas).unwrap_or(1);
-                return Ok(("Deployment".into(), d.name.clone(), replicas));
-            }
-            let replicas = rs.spec.and_then(|s| s.replicas).unwrap_or(1);
-            Ok((kind.into(), name.into(), replicas))
+            let rs: ReplicaSet = get(client, ns, name).await.map_err(fail)?;
+            (rs.metadata, rs.spec.and_then(|s| s.replicas))
         }
         "ReplicationController" => {
-            let rc = Api::<ReplicationController>::namespaced(client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            check_uid(&rc.metadata)?;
-            Ok((
-                kind.into(),
-                name.into(),
-                rc.spec.and_then(|s| s.replicas).unwrap_or(1),
-            ))
+            let rc: ReplicationController = get(client, ns, name).await.map_err(fail)?;
+            (rc.metadata, rc.spec.and_then(|s| s.replicas))
         }
         "StatefulSet" => {
-            let ss = Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            check_uid(&ss.metadata)?;
-            Ok((
-                kind.into(),
-                name.into(),
-                ss.spec.and_then(|s| s.replicas).unwrap_or(1),
-            ))
+            let ss: StatefulSet = get(client, ns, name).await.map_err(fail)?;
+            (ss.metadata, ss.spec.and_then(|s| s.replicas))
         }
-        _ => Err(fail("kind has no known scale".into())),
+        _ => return Err(fail("kind has no known scale".into())),
+    };
+    if meta.uid.as_deref() != Some(uid) {
+        return Err(fail("not found".into()));
     }
+    let deployment = super::common::controller_of(&meta).filter(|r| r.kind == "Deployment");
+    if let Some(d) = deployment.filter(|_| kind == "ReplicaSet") {
+        let dep: Deployment = get(client, ns, &d.name).await.map_err(fail)?;
+        let replicas = dep.spec.and_then(|s| s.replicas).unwrap_or(1);
+        return Ok(("Deployment".into(), d.name.clone(), replicas));
+    }
+    Ok((kind.into(), name.into(), replicas.unwrap_or(1)))
 }
 
 #[cfg(test)]
