@@ -199,6 +199,41 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         pki.ca_cert_pem.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::nodelifecycle::run(
+        client.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::podgc::run(
+        client.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::disruption::run(
+        client.clone(),
+        Default::default(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::pvbinder::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    crate::controllers::localpath::ensure_default_class(&client)
+        .await
+        .context("creating the local-path storage class")?;
+    let storage = crate::controllers::localpath::Config {
+        storage_dir: args.data_dir.join("storage"),
+        node_name: (!args.disable_agent).then(|| {
+            let machine = crate::kubelet::node::Machine::probe(&args.data_dir);
+            (args.node.node_name.clone())
+                .unwrap_or_else(|| crate::kubelet::node::default_node_name(&machine))
+        }),
+    };
+    tasks.spawn(crate::controllers::localpath::run(
+        client.clone(),
+        storage,
+        cancel.clone(),
+    ));
     tasks.spawn(crate::scheduler::run(client.clone(), cancel.clone()));
     api.set_ready();
     let (cert, key) = pki

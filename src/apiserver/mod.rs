@@ -8,6 +8,7 @@
 pub mod auth;
 pub use satoken::TokenIssuer;
 pub mod discovery;
+mod eviction;
 mod handlers;
 mod impersonate;
 mod nodeproxy;

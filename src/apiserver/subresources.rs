@@ -185,7 +185,7 @@ pub(super) async fn handle(
                     .as_slice(),
             )
             .or_else(|_| delete_options(query, b"{}"))?;
-            srv.registry.delete(res, ns, name, &opts).await?;
+            super::eviction::evict(srv, ns.unwrap_or("default"), name, opts).await?;
             Ok(response::json_response(
                 StatusCode::CREATED,
                 &success(201),

@@ -2,17 +2,24 @@
 //! in-process `kube::Client`. They reach cluster state only through the Kubernetes API.
 //! `common` and `podutil` hold what the workload controllers share.
 
+pub mod clock;
 pub mod clusterroleaggregation;
 pub mod common;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod garbagecollector;
 pub mod history;
 pub mod job;
+pub mod localpath;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
+pub mod pvbinder;
+pub mod pvmatch;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod rollout;
@@ -20,4 +27,5 @@ pub mod rootca;
 pub mod satokens;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod ttlafterfinished;

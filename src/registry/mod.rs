@@ -15,6 +15,7 @@ mod sa_admission;
 pub mod schema;
 pub mod selectors;
 mod special;
+pub mod storageclass;
 pub mod strategy;
 pub mod typed;
 mod watch;

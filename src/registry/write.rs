@@ -49,6 +49,7 @@ impl Registry {
             self.mount_service_account(ns.unwrap_or("default"), &mut obj)
                 .await?;
         }
+        self.default_storage_class(res, &mut obj).await?;
         let now = strategy::now_rfc3339();
         let mut warnings = vec![];
         let mut obj = self.admit(res, obj, None, opts, &mut warnings)?;

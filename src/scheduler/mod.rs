@@ -14,11 +14,12 @@ mod informers;
 mod interpod;
 mod preempt;
 mod queue;
-mod resources;
+pub(crate) mod resources;
 mod scores;
 pub mod selectors;
 #[cfg(test)]
 mod testutil;
+pub(crate) mod volumes;
 
 use cache::{Cache, PodInfo};
 use cycle::Decision;
@@ -59,6 +60,12 @@ pub enum Error {
     },
     #[error("setting the PodScheduled condition of pod {pod}: {source}")]
     Status { pod: String, source: kube::Error },
+    #[error("choosing node {node} for the volumes of pod {pod}: {source}")]
+    Volumes {
+        pod: String,
+        node: String,
+        source: kube::Error,
+    },
     #[error("deleting preemption victim {pod}: {source}")]
     Evict { pod: String, source: kube::Error },
 }
@@ -155,8 +162,12 @@ pub async fn run(client: Client, cancel: CancellationToken) {
 impl Shared {
     async fn bind(&self, popped: Popped, node: String) {
         let pod = &popped.pod;
+        let bind = async {
+            volumes::select_node(&self.client, pod, &node).await?;
+            binder::bind(&self.client, pod, &node).await
+        };
         // a binding that never answers must not hold the pod's assumed place for good
-        let result = tokio::time::timeout(BIND_TIMEOUT, binder::bind(&self.client, pod, &node))
+        let result = tokio::time::timeout(BIND_TIMEOUT, bind)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::BindTimeout {
