@@ -77,7 +77,10 @@ pub enum Outcome {
     NxDomain,
     /// The name is (a chain ending in) an ExternalName outside the zone: answer with these
     /// CNAMEs followed by the target's records of the same type from upstream.
-    Chase { cnames: Vec<Record>, target: Name },
+    Chase {
+        cnames: Vec<Record>,
+        target: Name,
+    },
     /// Not synced with the API yet.
     ServFail,
 }

@@ -168,9 +168,7 @@ impl Handler {
             .resolve(&pending.name, &pending.lower, pending.qtype)
             .await;
         match (result, pending.cnames) {
-            (Ok(answer), cnames) => {
-                upstream_reply(&pending.request, cnames, answer, pending.limit)
-            }
+            (Ok(answer), cnames) => upstream_reply(&pending.request, cnames, answer, pending.limit),
             (Err(_), None) => error(&pending.request, ResponseCode::ServFail, pending.limit),
             (Err(_), Some(_)) => {
                 // As CoreDNS: a chain that cannot be completed is a name without data.

@@ -24,8 +24,8 @@ where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -41,7 +41,11 @@ where
 }
 
 /// Watch the cluster and publish snapshots on `tx` until cancelled.
-pub async fn run(client: kube::Client, tx: watch::Sender<Arc<Snapshot>>, cancel: CancellationToken) {
+pub async fn run(
+    client: kube::Client,
+    tx: watch::Sender<Arc<Snapshot>>,
+    cancel: CancellationToken,
+) {
     let changed = Arc::new(Notify::new());
     let flags: [Arc<AtomicBool>; 3] = Default::default();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
