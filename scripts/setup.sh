@@ -4,11 +4,11 @@ set -eu
 
 need=""
 # The node's tools (CNI plugins, iptables, nsenter, seccomp for libcontainer), and for the
-# tests a registry, image tools, a static busybox to build images from, and runc as the
-# benchmark peer of the shim.
+# tests a registry, image tools, a static busybox to build images from, runc as the
+# benchmark peer of the shim, and dnsperf as the load generator beside cluster DNS's own.
 for pkg in curl ca-certificates gcc pkg-config etcd-server jq \
     containernetworking-plugins iptables iproute2 util-linux libseccomp-dev \
-    docker-registry skopeo umoci busybox-static apache2-utils runc bsdutils; do
+    docker-registry skopeo umoci busybox-static apache2-utils runc bsdutils dnsperf; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
