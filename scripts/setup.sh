@@ -4,13 +4,14 @@ set -eu
 
 need=""
 # The node's tools (CNI plugins, iptables, nftables and conntrack for the service proxy,
-# nsenter, seccomp for libcontainer), and for the
-# tests a registry, image tools, a static busybox to build images from, and runc as the
-# benchmark peer of the shim; openssl issues a user's client certificate in the RBAC tests.
+# nsenter, seccomp for libcontainer), and for the tests a registry, image tools, a static
+# busybox to build images from, runc as the benchmark peer of the shim, openssl to issue a
+# user's client certificate in the RBAC tests, and dnsperf as the load generator beside
+# cluster DNS's own.
 for pkg in curl ca-certificates gcc pkg-config etcd-server jq \
     containernetworking-plugins iptables iproute2 util-linux libseccomp-dev \
     docker-registry skopeo umoci busybox-static apache2-utils runc bsdutils openssl \
-    nftables conntrack; do
+    nftables conntrack dnsperf; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

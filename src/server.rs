@@ -322,6 +322,7 @@ async fn start_agent(
             .node_server_config(&cert, &key)
             .context("node agent tls configuration")?,
     };
+    start_dns(args, client, node.ip, tasks, cancel).await;
     let cfg = crate::kubelet::AgentConfig {
         node,
         data_dir: args.data_dir.join("agent"),
@@ -351,6 +352,36 @@ async fn start_agent(
     crate::kubelet::start(client.clone(), cfg, machine, server, tasks, cancel.clone())
         .await
         .with_context(|| format!("registering node {name}"))
+}
+
+/// Cluster DNS on the node's address, port 53. A node that cannot bind it runs without DNS
+/// rather than not at all.
+async fn start_dns(
+    args: &ServerArgs,
+    client: &kube::Client,
+    ip: IpAddr,
+    tasks: &mut JoinSet<()>,
+    cancel: &CancellationToken,
+) {
+    let addr = SocketAddr::new(ip, 53);
+    let (udp, tcp) = match crate::dns::bind(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cluster dns not started: cannot bind its port");
+            return;
+        }
+    };
+    let mut config = crate::dns::DnsConfig::new(&args.cluster_domain);
+    let service_ip = args
+        .cluster_dns
+        .unwrap_or_else(|| nth_ip(&args.service_cidr, 10));
+    config.own_addresses.push(SocketAddr::new(service_ip, 53));
+    let (client, cancel) = (client.clone(), cancel.clone());
+    tasks.spawn(async move {
+        if let Err(e) = crate::dns::run(client, config, udp, tcp, cancel).await {
+            tracing::warn!(error = %e, "cluster dns stopped");
+        }
+    });
 }
 
 fn first_ip(net: &ipnetwork::IpNetwork) -> IpAddr {
