@@ -73,7 +73,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     )
     .with_context(|| format!("opening the store in {}", server_dir.join("db").display()))?;
     let catalog = Arc::new(Catalog::new());
-    let registry = Registry::new(store.clone(), catalog);
+    let services = crate::registry::ServiceConfig {
+        cidr: args.service_cidr,
+        ..Default::default()
+    };
+    let registry = Registry::with_services(store.clone(), catalog, services);
     registry
         .refresh_crds()
         .await
@@ -132,6 +136,32 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
 
     let client = crate::client::in_process(api.clone(), crate::client::server_identity());
     ensure_namespaces(&client).await?;
+    let defaults = crate::controllers::defaultservices::DefaultServices {
+        api_address: node_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        api_port: addr.port(),
+        kubernetes_ip: service_ip,
+        dns_ip: args.cluster_dns.unwrap_or_else(|| nth_ip(&args.service_cidr, 10)),
+    };
+    crate::controllers::defaultservices::ensure(&client, &defaults)
+        .await
+        .context("writing the default services")?;
+    tasks.spawn(crate::controllers::defaultservices::run(
+        client.clone(),
+        defaults,
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::endpointslice::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::endpoints::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::servicelb::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::namespace::run(
         client.clone(),
         cancel.clone(),
