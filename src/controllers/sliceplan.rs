@@ -238,6 +238,21 @@ pub fn plan(
             out.create.push(s);
         }
     }
+    // Slices that would go are reused for new ones (the placeholder first), as upstream
+    // does, so scaling up from zero rewrites a slice rather than replacing it.
+    unused.sort_by_key(|s| !s.endpoints.is_empty());
+    let creates = std::mem::take(&mut out.create);
+    for want in creates {
+        let reusable = unused.iter().position(|s| s.address_type == want.address_type);
+        match reusable.map(|i| unused.remove(i)) {
+            Some(old) => {
+                let mut n = refreshed(&old, &want, want.endpoints.clone()).unwrap_or(old);
+                n.ports = want.ports.clone();
+                out.update.push(n);
+            }
+            None => out.create.push(want),
+        }
+    }
     for (slice, changed) in kept.into_values().flatten() {
         if changed {
             out.update.push(slice);
