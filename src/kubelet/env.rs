@@ -484,7 +484,7 @@ mod tests {
         for (k, v) in want {
             assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
         }
-        assert_eq!(env.len(), 8 + 7 + 8, "{env:?}");
+        assert_eq!(env.len(), 8 + 13, "{env:?}");
         assert!(!env.keys().any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
         // Without service links only the API's variables remain.
         let off = service_env("app", false, &services);
