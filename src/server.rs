@@ -140,7 +140,9 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         api_address: node_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         api_port: addr.port(),
         kubernetes_ip: service_ip,
-        dns_ip: args.cluster_dns.unwrap_or_else(|| nth_ip(&args.service_cidr, 10)),
+        dns_ip: args
+            .cluster_dns
+            .unwrap_or_else(|| nth_ip(&args.service_cidr, 10)),
     };
     crate::controllers::defaultservices::ensure(&client, &defaults)
         .await

@@ -44,7 +44,7 @@ pub enum Error {
         what: &'static str,
         ns: String,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("building {0}: {1}")]
     Build(&'static str, serde_json::Error),
@@ -75,7 +75,7 @@ where
         what,
         ns: ns.clone(),
         name: name.clone(),
-        source,
+        source: Box::new(source),
     };
     match api.get_opt(&name).await.map_err(err)? {
         None => match api.create(&PostParams::default(), &want).await {
@@ -107,13 +107,16 @@ pub async fn ensure(client: &Client, cfg: &DefaultServices) -> Result<(), Error>
 }
 
 async fn ensure_kubernetes(client: &Client, cfg: &DefaultServices) -> Result<(), Error> {
-    let svc: Service = build("service", json!({
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"type": "ClusterIP", "clusterIP": cfg.kubernetes_ip.to_string(),
-                 "sessionAffinity": "None",
-                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": cfg.api_port}]}
-    }))?;
+    let svc: Service = build(
+        "service",
+        json!({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": cfg.kubernetes_ip.to_string(),
+                     "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": cfg.api_port}]}
+        }),
+    )?;
     let want_ports = svc.spec.as_ref().and_then(|s| s.ports.clone());
     let api: Api<Service> = Api::namespaced(client.clone(), "default");
     converge(&api, "service", svc.clone(), |cur| {
@@ -134,25 +137,34 @@ async fn ensure_kubernetes(client: &Client, cfg: &DefaultServices) -> Result<(),
         ports: Some(vec![port]),
         not_ready_addresses: None,
     }];
-    let ep: Endpoints = build("endpoints", json!({
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": subsets,
-    }))?;
+    let ep: Endpoints = build(
+        "endpoints",
+        json!({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": subsets,
+        }),
+    )?;
     let eapi: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     converge(&eapi, "endpoints", ep.clone(), |cur| {
         cur.subsets != ep.subsets || cur.metadata.labels != ep.metadata.labels
     })
     .await?;
-    let slice: EndpointSlice = build("endpointslice", json!({
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": family(&cfg.api_address),
-        "endpoints": [{"addresses": [cfg.api_address.to_string()], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": cfg.api_port, "protocol": "TCP"}],
-    }))?;
+    let slice: EndpointSlice = build(
+        "endpointslice",
+        json!({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": family(&cfg.api_address),
+            "endpoints": [{"addresses": [cfg.api_address.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": cfg.api_port, "protocol": "TCP"}],
+        }),
+    )?;
     let sapi: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    converge(&sapi, "endpointslice", slice.clone(), |cur| same_slice(cur, &slice)).await
+    converge(&sapi, "endpointslice", slice.clone(), |cur| {
+        same_slice(cur, &slice)
+    })
+    .await
 }
 
 fn same_slice(cur: &EndpointSlice, want: &EndpointSlice) -> bool {
@@ -175,7 +187,11 @@ pub fn dns_endpoints(nodes: &[Node], v6: bool) -> Vec<Endpoint> {
                 .as_ref()?
                 .iter()
                 .filter(|a| a.type_ == "InternalIP")
-                .find(|a| a.address.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6() == v6))?
+                .find(|a| {
+                    a.address
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| ip.is_ipv6() == v6)
+                })?
                 .address
                 .clone();
             let ready = is_ready(n);
@@ -196,17 +212,20 @@ pub fn dns_endpoints(nodes: &[Node], v6: bool) -> Vec<Endpoint> {
 }
 
 async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), Error> {
-    let svc: Service = build("service", json!({
-        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
-            "k8s-app": "kube-dns",
-            "kubernetes.io/cluster-service": "true",
-            "kubernetes.io/name": "CoreDNS"}},
-        "spec": {"type": "ClusterIP", "clusterIP": cfg.dns_ip.to_string(),
-                 "internalTrafficPolicy": "Local",
-                 "ports": [
-                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}
-    }))?;
+    let svc: Service = build(
+        "service",
+        json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
+                "k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "CoreDNS"}},
+            "spec": {"type": "ClusterIP", "clusterIP": cfg.dns_ip.to_string(),
+                     "internalTrafficPolicy": "Local",
+                     "ports": [
+                        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}
+        }),
+    )?;
     let api: Api<Service> = Api::namespaced(client.clone(), "kube-system");
     converge(&api, "service", svc, |_| false).await?;
     let nodes: Api<Node> = Api::all(client.clone());
@@ -217,7 +236,7 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
             what: "nodes",
             ns: String::new(),
             name: String::new(),
-            source,
+            source: Box::new(source),
         })?;
     let eps = dns_endpoints(&nodes.items, cfg.dns_ip.is_ipv6());
     let ports = vec![
@@ -234,20 +253,26 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
             app_protocol: None,
         },
     ];
-    let mut slice: EndpointSlice = build("endpointslice", json!({
-        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
-            "kubernetes.io/service-name": "kube-dns",
-            "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
-            "k8s-app": "kube-dns",
-            "kubernetes.io/cluster-service": "true",
-            "kubernetes.io/name": "CoreDNS"}},
-        "addressType": family(&cfg.dns_ip),
-        "endpoints": [],
-    }))?;
+    let mut slice: EndpointSlice = build(
+        "endpointslice",
+        json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
+                "kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+                "k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "CoreDNS"}},
+            "addressType": family(&cfg.dns_ip),
+            "endpoints": [],
+        }),
+    )?;
     slice.endpoints = eps.clone();
     slice.ports = Some(ports.clone());
     let sapi: Api<EndpointSlice> = Api::namespaced(client.clone(), "kube-system");
-    converge(&sapi, "endpointslice", slice.clone(), |cur| same_slice(cur, &slice)).await?;
+    converge(&sapi, "endpointslice", slice.clone(), |cur| {
+        same_slice(cur, &slice)
+    })
+    .await?;
     // The legacy Endpoints, for tools that still read them.
     let core_ports: Vec<CorePort> = ports
         .iter()
@@ -273,12 +298,15 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
             ports: Some(core_ports),
         }]
     });
-    let mut ep: Endpoints = build("endpoints", json!({
-        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
-            "k8s-app": "kube-dns",
-            "kubernetes.io/cluster-service": "true",
-            "kubernetes.io/name": "CoreDNS"}},
-    }))?;
+    let mut ep: Endpoints = build(
+        "endpoints",
+        json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
+                "k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "CoreDNS"}},
+        }),
+    )?;
     ep.subsets = subsets;
     let eapi: Api<Endpoints> = Api::namespaced(client.clone(), "kube-system");
     converge(&eapi, "endpoints", ep.clone(), |cur| {
@@ -296,24 +324,33 @@ pub async fn run(client: Client, cfg: DefaultServices, cancel: CancellationToken
         .touched_objects()
         .map(|_| ())
         .boxed();
-    let svcs = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
-        .map(|_| ())
-        .boxed();
-    let eps = watcher(Api::<Endpoints>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
-        .map(|_| ())
-        .boxed();
-    let slices = watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
-        .map(|_| ())
-        .boxed();
+    let svcs = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
+    .map(|_| ())
+    .boxed();
+    let eps = watcher(
+        Api::<Endpoints>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
+    .map(|_| ())
+    .boxed();
+    let slices = watcher(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
+    .map(|_| ())
+    .boxed();
     let mut events = futures::stream::select_all([nodes, svcs, eps, slices]);
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -323,7 +360,9 @@ pub async fn run(client: Client, cfg: DefaultServices, cancel: CancellationToken
             e = events.next() => if e.is_none() { return },
         }
         // Coalesce a burst of events into one pass.
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(20), events.next()).await {}
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(20), events.next()).await
+        {
+        }
         if let Err(e) = ensure(&client, &cfg).await {
             tracing::warn!(error = %e, "keeping the default services");
         }

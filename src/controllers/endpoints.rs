@@ -53,7 +53,10 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     let (services, svw) = reflector::store::<Service>();
     let svc_events = reflector::reflector(
         svw,
-        watcher(Api::<Service>::all(client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .touched_objects();
@@ -152,7 +155,11 @@ pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         let addr = EndpointAddress {
             ip: ip.clone(),
             hostname: eu::hostname(&pod, svc),
-            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+            node_name: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty()),
             target_ref: Some(ObjectReference {
                 kind: Some("Pod".into()),
                 namespace: pod.namespace(),

@@ -73,7 +73,10 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     )
     .default_backoff()
     .touched_objects();
-    let ctrl = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    let ctrl = Controller::new(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let services = ctrl.store();
     let services2 = services.clone();
     let slices2 = slices.clone();
@@ -83,25 +86,31 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         nodes,
         slices,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| services_of(&pod, &services, &slices2))
-        .watches_stream(slice_events, |s: EndpointSlice| {
-            let ns = s.namespace().unwrap_or_default();
-            managed_slice(&s).map(|svc| ObjectRef::new(svc).within(&ns))
-        })
-        .watches_stream(node_events, move |n: Node| zone_users(&n, &services2))
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "endpointslice reconcile");
-            }
-        })
-        .await;
+    ctrl.watches_stream(pod_events, move |pod: Pod| {
+        services_of(&pod, &services, &slices2)
+    })
+    .watches_stream(slice_events, |s: EndpointSlice| {
+        let ns = s.namespace().unwrap_or_default();
+        managed_slice(&s).map(|svc| ObjectRef::new(svc).within(&ns))
+    })
+    .watches_stream(node_events, move |n: Node| zone_users(&n, &services2))
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "endpointslice reconcile");
+        }
+    })
+    .await;
 }
 
 /// The Services a pod event concerns: those selecting it now, and those whose slices list
 /// it (it may have stopped matching).
-fn services_of(pod: &Pod, services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<ObjectRef<Service>> {
+fn services_of(
+    pod: &Pod,
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+) -> Vec<ObjectRef<Service>> {
     let ns = pod.namespace();
     let name = pod.name_any();
     let mut out: Vec<ObjectRef<Service>> = services

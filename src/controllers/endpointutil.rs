@@ -94,9 +94,10 @@ pub fn pod_ips(pod: &Pod) -> Vec<String> {
 
 /// The pod's IPv4 (or IPv6) address, if it has one.
 pub fn pod_ip_of_family(pod: &Pod, v6: bool) -> Option<String> {
-    pod_ips(pod)
-        .into_iter()
-        .find(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_ipv6() == v6))
+    pod_ips(pod).into_iter().find(|ip| {
+        ip.parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_ipv6() == v6)
+    })
 }
 
 /// Upstream's `ShouldSetHostname`: StatefulSet-style pods whose subdomain is the Service.

@@ -74,7 +74,12 @@ pub fn is_ready(n: &Node) -> bool {
 /// The address a node serves load-balanced ports on: its ExternalIP, else its InternalIP.
 pub fn node_address(n: &Node) -> Option<String> {
     let addrs = n.status.as_ref()?.addresses.as_ref()?;
-    let of = |t: &str| addrs.iter().find(|a| a.type_ == t).map(|a| a.address.clone());
+    let of = |t: &str| {
+        addrs
+            .iter()
+            .find(|a| a.type_ == t)
+            .map(|a| a.address.clone())
+    };
     of("ExternalIP").or_else(|| of("InternalIP"))
 }
 
@@ -100,7 +105,11 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|i| i.iter().filter_map(|x| serde_json::to_value(x).ok()).collect())
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| serde_json::to_value(x).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let ours = spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.is_none();
     let want = if ours {

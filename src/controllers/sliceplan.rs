@@ -51,7 +51,11 @@ fn endpoint(pod: &Pod, svc: &Service, ip: String, nodes: &BTreeMap<String, Arc<N
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let publish = eu::publish_not_ready(svc);
     let ready = publish || (serving && !terminating);
-    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+    let node_name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
     let zone = node_name
         .as_ref()
         .and_then(|n| nodes.get(n))
@@ -123,7 +127,11 @@ fn sorted(mut eps: Vec<Endpoint>) -> Vec<Endpoint> {
 }
 
 /// The labels, owner and ports every slice of the Service carries.
-fn base_slice(svc: &Service, ports: Option<Vec<EndpointPort>>, trigger: &Option<String>) -> EndpointSlice {
+fn base_slice(
+    svc: &Service,
+    ports: Option<Vec<EndpointPort>>,
+    trigger: &Option<String>,
+) -> EndpointSlice {
     let mut labels = eu::copied_labels(svc);
     labels.insert(LABEL_SERVICE_NAME.into(), svc.name_any());
     labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
@@ -147,7 +155,11 @@ fn base_slice(svc: &Service, ports: Option<Vec<EndpointPort>>, trigger: &Option<
 
 /// `existing` with `base`'s labels, owner and ports and these endpoints; None if nothing
 /// would change.
-fn refreshed(existing: &EndpointSlice, base: &EndpointSlice, eps: Vec<Endpoint>) -> Option<EndpointSlice> {
+fn refreshed(
+    existing: &EndpointSlice,
+    base: &EndpointSlice,
+    eps: Vec<Endpoint>,
+) -> Option<EndpointSlice> {
     let eps = sorted(eps);
     let same = existing.endpoints == eps
         && existing.ports == base.ports
@@ -243,7 +255,9 @@ pub fn plan(
     unused.sort_by_key(|s| !s.endpoints.is_empty());
     let creates = std::mem::take(&mut out.create);
     for want in creates {
-        let reusable = unused.iter().position(|s| s.address_type == want.address_type);
+        let reusable = unused
+            .iter()
+            .position(|s| s.address_type == want.address_type);
         match reusable.map(|i| unused.remove(i)) {
             Some(old) => {
                 let mut n = refreshed(&old, &want, want.endpoints.clone()).unwrap_or(old);
@@ -261,10 +275,14 @@ pub fn plan(
     if total == 0 {
         // One empty placeholder, reusing a slice we had if there is one.
         let base = base_slice(svc, None, &trigger);
-        match unused.iter().position(|s| s.address_type == address_type(svc)) {
+        match unused
+            .iter()
+            .position(|s| s.address_type == address_type(svc))
+        {
             Some(i) => {
                 let s = unused.remove(i);
-                let placeholder = s.ports.as_ref().is_none_or(Vec::is_empty) && s.endpoints.is_empty();
+                let placeholder =
+                    s.ports.as_ref().is_none_or(Vec::is_empty) && s.endpoints.is_empty();
                 let owner_ok = s.metadata.owner_references == base.metadata.owner_references;
                 let labels_ok = s.metadata.labels == base.metadata.labels;
                 if !(placeholder && owner_ok && labels_ok) {

@@ -452,15 +452,30 @@ mod tests {
     #[test]
     fn service_variables_as_upstream_renders_them() {
         let services = vec![
-            svc("default", "kubernetes", "10.43.0.1",
-                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}])),
-            svc("app", "web-front", "10.43.7.9", serde_json::json!([
+            svc(
+                "default",
+                "kubernetes",
+                "10.43.0.1",
+                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            ),
+            svc(
+                "app",
+                "web-front",
+                "10.43.7.9",
+                serde_json::json!([
                 {"name": "http", "port": 80, "protocol": "TCP"},
-                {"name": "dns", "port": 53, "protocol": "UDP"}])),
+                {"name": "dns", "port": 53, "protocol": "UDP"}]),
+            ),
             svc("app", "headless", "None", serde_json::json!([{"port": 80}])),
-            svc("other", "elsewhere", "10.43.7.10", serde_json::json!([{"port": 80}])),
+            svc(
+                "other",
+                "elsewhere",
+                "10.43.7.10",
+                serde_json::json!([{"port": 80}]),
+            ),
         ];
-        let env: BTreeMap<String, String> = service_env("app", true, &services).into_iter().collect();
+        let env: BTreeMap<String, String> =
+            service_env("app", true, &services).into_iter().collect();
         let want = [
             ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
             ("KUBERNETES_SERVICE_PORT", "443"),
@@ -485,14 +500,24 @@ mod tests {
             assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
         }
         assert_eq!(env.len(), 8 + 13, "{env:?}");
-        assert!(!env.keys().any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
+        assert!(!env
+            .keys()
+            .any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
         // Without service links only the API's variables remain.
         let off = service_env("app", false, &services);
-        assert!(off.iter().all(|(k, _)| k.starts_with("KUBERNETES_")), "{off:?}");
+        assert!(
+            off.iter().all(|(k, _)| k.starts_with("KUBERNETES_")),
+            "{off:?}"
+        );
         assert_eq!(off.len(), 8);
         // A `kubernetes` Service of the pod's own namespace wins with links on.
         let mut mine = services.clone();
-        mine.push(svc("app", "kubernetes", "10.43.9.9", serde_json::json!([{"port": 8443}])));
+        mine.push(svc(
+            "app",
+            "kubernetes",
+            "10.43.9.9",
+            serde_json::json!([{"port": 8443}]),
+        ));
         let env: BTreeMap<String, String> = service_env("app", true, &mine).into_iter().collect();
         assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.43.9.9");
         let env: BTreeMap<String, String> = service_env("app", false, &mine).into_iter().collect();
@@ -510,8 +535,12 @@ mod tests {
         }));
         let c = &p.spec.as_ref().unwrap().containers[0];
         let src = Sources {
-            services: vec![svc("default", "kubernetes", "10.43.0.1",
-                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]))],
+            services: vec![svc(
+                "default",
+                "kubernetes",
+                "10.43.0.1",
+                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            )],
             ..Default::default()
         };
         let env = build(&p, c, &["KUBERNETES_PORT=image".into()], &src, 1, 1).unwrap();
@@ -519,7 +548,12 @@ mod tests {
         assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("api.example"));
         assert_eq!(get("API"), Some("https://api.example:443"));
         assert_eq!(get("KUBERNETES_PORT"), Some("tcp://10.43.0.1:443"));
-        assert_eq!(env.iter().filter(|(k, _)| k == "KUBERNETES_SERVICE_HOST").count(), 1);
+        assert_eq!(
+            env.iter()
+                .filter(|(k, _)| k == "KUBERNETES_SERVICE_HOST")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(e, target(res, &name)))?;
         codec::set_rv(&mut obj, kv.mod_revision);
-        allocation.map(services::Txn::commit);
+        if let Some(t) = allocation {
+            t.commit();
+        }
         self.after_write(res).await;
         Ok(Written {
             obj,
@@ -206,7 +208,9 @@ impl Registry {
                 .await
                 .map_err(|e| ApiError::from_store(e, target(res, name)))?;
             codec::set_rv(&mut obj, kv.mod_revision);
-            allocation.map(services::Txn::commit);
+            if let Some(t) = allocation {
+                t.commit();
+            }
             self.after_delete(res, &obj).await;
             return Ok(Written {
                 obj,
@@ -220,7 +224,9 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(e, target(res, name)))?;
         codec::set_rv(&mut obj, new_kv.mod_revision);
-        allocation.map(services::Txn::commit);
+        if let Some(t) = allocation {
+            t.commit();
+        }
         self.after_write(res).await;
         Ok(Written {
             obj,

@@ -37,9 +37,13 @@ fn spec(s: &Service) -> Value {
 async fn cluster_ips_are_allocated_explicit_ones_honoured_conflicts_refused() {
     let c = cluster().await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let a = create(&api, "a", json!({"ports": http(), "selector": {"app": "a"}}))
-        .await
-        .unwrap();
+    let a = create(
+        &api,
+        "a",
+        json!({"ports": http(), "selector": {"app": "a"}}),
+    )
+    .await
+    .unwrap();
     let sp = spec(&a);
     let ip: Ipv4Addr = sp["clusterIP"].as_str().unwrap().parse().unwrap();
     assert_eq!(sp["clusterIPs"], json!([ip.to_string()]));
@@ -48,38 +52,72 @@ async fn cluster_ips_are_allocated_explicit_ones_honoured_conflicts_refused() {
     let o = ip.octets();
     assert_eq!((o[0], o[1]), (10, 43), "{ip}");
     // Dynamic allocation leaves the first 256 addresses for explicit choices.
-    assert!(u32::from(ip) > u32::from(Ipv4Addr::new(10, 43, 1, 0)), "{ip}");
+    assert!(
+        u32::from(ip) > u32::from(Ipv4Addr::new(10, 43, 1, 0)),
+        "{ip}"
+    );
 
-    let b = create(&api, "b", json!({"ports": http(), "clusterIP": "10.43.0.5"}))
-        .await
-        .unwrap();
+    let b = create(
+        &api,
+        "b",
+        json!({"ports": http(), "clusterIP": "10.43.0.5"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(spec(&b)["clusterIPs"], json!(["10.43.0.5"]));
-    let (code, msg) = api_error(create(&api, "b2", json!({"ports": http(), "clusterIP": "10.43.0.5"})).await);
+    let (code, msg) = api_error(
+        create(
+            &api,
+            "b2",
+            json!({"ports": http(), "clusterIP": "10.43.0.5"}),
+        )
+        .await,
+    );
     assert_eq!(code, 422);
     assert_eq!(
         msg,
         "Service \"b2\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.43.0.5\"}: failed to allocate IP 10.43.0.5: provided IP is already allocated"
     );
-    let (code, msg) =
-        api_error(create(&api, "b3", json!({"ports": http(), "clusterIPs": ["10.44.0.5"]})).await);
+    let (code, msg) = api_error(
+        create(
+            &api,
+            "b3",
+            json!({"ports": http(), "clusterIPs": ["10.44.0.5"]}),
+        )
+        .await,
+    );
     assert_eq!(code, 422);
     assert_eq!(
         msg,
         "Service \"b3\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.44.0.5\"}: failed to allocate IP 10.44.0.5: the provided IP (10.44.0.5) is not in the valid range. The range of valid IPs is 10.43.0.0/16"
     );
     // The broadcast address is outside the range too.
-    let (code, _) =
-        api_error(create(&api, "b4", json!({"ports": http(), "clusterIP": "10.43.255.255"})).await);
+    let (code, _) = api_error(
+        create(
+            &api,
+            "b4",
+            json!({"ports": http(), "clusterIP": "10.43.255.255"}),
+        )
+        .await,
+    );
     assert_eq!(code, 422);
     // A second family on a single-stack cluster.
     let (code, msg) = api_error(
-        create(&api, "b5", json!({"ports": http(), "ipFamilyPolicy": "RequireDualStack"})).await,
+        create(
+            &api,
+            "b5",
+            json!({"ports": http(), "ipFamilyPolicy": "RequireDualStack"}),
+        )
+        .await,
     );
     assert_eq!(code, 422);
     assert!(msg.contains("spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"), "{msg}");
     let (_, msg) =
         api_error(create(&api, "b6", json!({"ports": http(), "ipFamilies": ["IPv6"]})).await);
-    assert!(msg.contains("spec.ipFamilies[0]: Invalid value: \"IPv6\": not configured on this cluster"), "{msg}");
+    assert!(
+        msg.contains("spec.ipFamilies[0]: Invalid value: \"IPv6\": not configured on this cluster"),
+        "{msg}"
+    );
 
     // The field path is in the Status causes as upstream puts it.
     let reg = &c.registry;
@@ -99,28 +137,43 @@ async fn cluster_ips_are_allocated_explicit_ones_honoured_conflicts_refused() {
 
     // Deleting gives the address back.
     api.delete("b", &DeleteParams::default()).await.unwrap();
-    create(&api, "b8", json!({"ports": http(), "clusterIP": "10.43.0.5"}))
-        .await
-        .unwrap();
+    create(
+        &api,
+        "b8",
+        json!({"ports": http(), "clusterIP": "10.43.0.5"}),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn headless_external_name_and_type_changes() {
     let c = cluster().await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let h = create(&api, "h", json!({"clusterIP": "None", "selector": {"app": "h"}, "ports": http()}))
-        .await
-        .unwrap();
+    let h = create(
+        &api,
+        "h",
+        json!({"clusterIP": "None", "selector": {"app": "h"}, "ports": http()}),
+    )
+    .await
+    .unwrap();
     let sp = spec(&h);
     assert_eq!(sp["clusterIP"], "None");
     assert_eq!(sp["clusterIPs"], json!(["None"]));
     assert_eq!(sp["ipFamilyPolicy"], "SingleStack");
     assert_eq!(sp["ipFamilies"], json!(["IPv4"]));
-    let e = create(&api, "e", json!({"type": "ExternalName", "externalName": "example.com"}))
-        .await
-        .unwrap();
+    let e = create(
+        &api,
+        "e",
+        json!({"type": "ExternalName", "externalName": "example.com"}),
+    )
+    .await
+    .unwrap();
     let sp = spec(&e);
-    assert!(sp.get("clusterIP").is_none() && sp.get("clusterIPs").is_none(), "{sp}");
+    assert!(
+        sp.get("clusterIP").is_none() && sp.get("clusterIPs").is_none(),
+        "{sp}"
+    );
     assert!(sp.get("ipFamilies").is_none(), "{sp}");
     let before = c.registry.service_allocations().await.unwrap();
 
@@ -133,13 +186,19 @@ async fn headless_external_name_and_type_changes() {
     let ip = spec(&e)["clusterIP"].as_str().unwrap().to_string();
     assert!(ip.starts_with("10.43."), "{ip}");
     assert_eq!(spec(&e)["ipFamilies"], json!(["IPv4"]));
-    assert_eq!(c.registry.service_allocations().await.unwrap().0, before.0 + 1);
+    assert_eq!(
+        c.registry.service_allocations().await.unwrap().0,
+        before.0 + 1
+    );
 
     // An update that leaves clusterIP out keeps it.
     let mut same = api.get("e").await.unwrap();
     same.spec.as_mut().unwrap().cluster_ip = None;
     same.spec.as_mut().unwrap().cluster_ips = None;
-    let kept = api.replace("e", &PostParams::default(), &same).await.unwrap();
+    let kept = api
+        .replace("e", &PostParams::default(), &same)
+        .await
+        .unwrap();
     assert_eq!(spec(&kept)["clusterIP"], ip.as_str());
 
     // ClusterIP -> ExternalName releases, without the client clearing clusterIP itself.
@@ -157,8 +216,10 @@ async fn headless_external_name_and_type_changes() {
         .unwrap();
     // A changed ClusterIP is refused.
     let patch = json!({"spec": {"clusterIP": "10.43.0.77", "clusterIPs": ["10.43.0.77"]}});
-    let (code, msg) =
-        api_error(api.patch("reuse", &PatchParams::default(), &Patch::Merge(&patch)).await);
+    let (code, msg) = api_error(
+        api.patch("reuse", &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    );
     assert_eq!(code, 422, "{msg}");
     assert!(msg.contains("may not change once set"), "{msg}");
 }
@@ -167,9 +228,13 @@ async fn headless_external_name_and_type_changes() {
 async fn node_ports_are_allocated_kept_and_released() {
     let c = cluster().await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let np = create(&api, "np", json!({"type": "NodePort", "ports": [
+    let np = create(
+        &api,
+        "np",
+        json!({"type": "NodePort", "ports": [
         {"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"},
-        {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}))
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+    )
     .await
     .unwrap();
     let sp = spec(&np);
@@ -183,11 +248,20 @@ async fn node_ports_are_allocated_kept_and_released() {
     // The same port number for two protocols shares one node port, as upstream.
     assert_eq!(ports[1], ports[2]);
 
-    create(&api, "fixed", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}))
-        .await
-        .unwrap();
+    create(
+        &api,
+        "fixed",
+        json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}),
+    )
+    .await
+    .unwrap();
     let (code, msg) = api_error(
-        create(&api, "fixed2", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]})).await,
+        create(
+            &api,
+            "fixed2",
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}),
+        )
+        .await,
     );
     assert_eq!(code, 422);
     assert_eq!(
@@ -195,7 +269,12 @@ async fn node_ports_are_allocated_kept_and_released() {
         "Service \"fixed2\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
     );
     let (code, msg) = api_error(
-        create(&api, "far", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 40000}]})).await,
+        create(
+            &api,
+            "far",
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 40000}]}),
+        )
+        .await,
     );
     assert_eq!(code, 422);
     assert_eq!(
@@ -210,7 +289,10 @@ async fn node_ports_are_allocated_kept_and_released() {
     for p in cur.spec.as_mut().unwrap().ports.as_mut().unwrap() {
         p.node_port = None;
     }
-    let kept = api.replace("np", &PostParams::default(), &cur).await.unwrap();
+    let kept = api
+        .replace("np", &PostParams::default(), &cur)
+        .await
+        .unwrap();
     let sp = spec(&kept);
     let again: Vec<i64> = (0..3)
         .map(|i| sp["ports"][i]["nodePort"].as_i64().unwrap())
@@ -225,9 +307,13 @@ async fn node_ports_are_allocated_kept_and_released() {
         .unwrap();
     assert!(spec(&f)["ports"][0].get("nodePort").is_none());
     assert!(spec(&f).get("externalTrafficPolicy").is_none());
-    create(&api, "fixed3", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}))
-        .await
-        .unwrap();
+    create(
+        &api,
+        "fixed3",
+        json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}),
+    )
+    .await
+    .unwrap();
     // ClusterIP -> NodePort allocates.
     let patch = json!({"spec": {"type": "NodePort"}});
     let f = api
@@ -237,16 +323,24 @@ async fn node_ports_are_allocated_kept_and_released() {
     assert!(spec(&f)["ports"][0]["nodePort"].as_i64().is_some());
 
     // LoadBalancer: node ports unless turned off, a health check port with Local.
-    let lb = create(&api, "lb", json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
-        "ports": [{"port": 443}]}))
+    let lb = create(
+        &api,
+        "lb",
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+        "ports": [{"port": 443}]}),
+    )
     .await
     .unwrap();
     let sp = spec(&lb);
     assert!(sp["ports"][0]["nodePort"].as_i64().is_some(), "{sp}");
     let hc = sp["healthCheckNodePort"].as_i64().unwrap();
     assert!((30000..=32767).contains(&hc));
-    let bare = create(&api, "lb2", json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
-        "ports": [{"port": 443}]}))
+    let bare = create(
+        &api,
+        "lb2",
+        json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+        "ports": [{"port": 443}]}),
+    )
     .await
     .unwrap();
     assert!(spec(&bare)["ports"][0].get("nodePort").is_none());
@@ -257,9 +351,15 @@ async fn node_ports_are_allocated_kept_and_released() {
         .await
         .unwrap();
     assert!(spec(&lb).get("healthCheckNodePort").is_none());
-    assert_eq!(c.registry.service_allocations().await.unwrap().1, ports_before - 1);
+    assert_eq!(
+        c.registry.service_allocations().await.unwrap().1,
+        ports_before - 1
+    );
     api.delete("lb", &DeleteParams::default()).await.unwrap();
-    assert_eq!(c.registry.service_allocations().await.unwrap().1, ports_before - 2);
+    assert_eq!(
+        c.registry.service_allocations().await.unwrap().1,
+        ports_before - 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -294,7 +394,10 @@ async fn concurrent_creates_never_share_an_ip() {
     }
     let (code, msg) = api_error(create(&api, "full", json!({"ports": http()})).await);
     assert_eq!(code, 500);
-    assert!(msg.contains("failed to allocate a serviceIP: range is full"), "{msg}");
+    assert!(
+        msg.contains("failed to allocate a serviceIP: range is full"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -314,7 +417,13 @@ async fn allocations_survive_a_reopened_store_and_dry_run_takes_nothing() {
             ..Default::default()
         };
         let dry = api
-            .create(&pp, &svc("dry", json!({"type": "NodePort", "ports": http(), "clusterIP": "10.43.0.9"})))
+            .create(
+                &pp,
+                &svc(
+                    "dry",
+                    json!({"type": "NodePort", "ports": http(), "clusterIP": "10.43.0.9"}),
+                ),
+            )
             .await
             .unwrap();
         assert_eq!(spec(&dry)["clusterIP"], "10.43.0.9");
@@ -330,20 +439,39 @@ async fn allocations_survive_a_reopened_store_and_dry_run_takes_nothing() {
     };
     let c = cluster_on(sled(dir.path()).await, ServiceConfig::default()).await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let (code, msg) = api_error(create(&api, "again", json!({"ports": http(), "clusterIP": ip})).await);
+    let (code, msg) =
+        api_error(create(&api, "again", json!({"ports": http(), "clusterIP": ip})).await);
     assert_eq!(code, 422, "{msg}");
     assert!(msg.contains("provided IP is already allocated"), "{msg}");
     let (code, msg) = api_error(
-        create(&api, "again2", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]})).await,
+        create(
+            &api,
+            "again2",
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}),
+        )
+        .await,
     );
     assert_eq!(code, 422, "{msg}");
     assert_eq!(c.registry.service_allocations().await.unwrap(), (1, 1));
     // The dry-run address was never taken.
-    create(&api, "nine", json!({"ports": http(), "clusterIP": "10.43.0.9"}))
+    create(
+        &api,
+        "nine",
+        json!({"ports": http(), "clusterIP": "10.43.0.9"}),
+    )
+    .await
+    .unwrap();
+    let res = c
+        .registry
+        .catalog()
+        .snapshot()
+        .by_kind("", "Service")
+        .unwrap();
+    let listed = c
+        .registry
+        .list(&res, None, &ListOptions::default())
         .await
         .unwrap();
-    let res = c.registry.catalog().snapshot().by_kind("", "Service").unwrap();
-    let listed = c.registry.list(&res, None, &ListOptions::default()).await.unwrap();
     assert_eq!(listed.items.len(), 2);
     c.store.close().await.unwrap();
 }

@@ -12,13 +12,17 @@ fn start(c: &Cluster) {
     let (cl, t) = (c.client.clone(), c.cancel.clone());
     tokio::spawn(k1s::controllers::endpointslice::run(cl.clone(), t.clone()));
     tokio::spawn(k1s::controllers::endpoints::run(cl.clone(), t.clone()));
-    tokio::spawn(k1s::controllers::garbagecollector::run(cl.clone(), t.clone()));
+    tokio::spawn(k1s::controllers::garbagecollector::run(
+        cl.clone(),
+        t.clone(),
+    ));
     tokio::spawn(k1s::controllers::servicelb::run(cl, t));
 }
 
 async fn service(c: &Cluster, name: &str, spec: Value) -> Service {
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let s: Service = serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    let s: Service =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
     api.create(&PostParams::default(), &s).await.unwrap()
 }
 
@@ -62,7 +66,10 @@ async fn endpoints_by_ip(c: &Cluster, svc: &str) -> BTreeMap<String, (Value, Val
     for s in slices(c, svc).await {
         let ports = serde_json::to_value(&s.ports).unwrap();
         for e in &s.endpoints {
-            out.insert(e.addresses[0].clone(), (serde_json::to_value(e).unwrap(), ports.clone()));
+            out.insert(
+                e.addresses[0].clone(),
+                (serde_json::to_value(e).unwrap(), ports.clone()),
+            );
         }
     }
     out
@@ -111,11 +118,22 @@ fn addresses(ep: &Endpoints, field: &str) -> Vec<String> {
 async fn slices_and_endpoints_follow_pods() {
     let c = cluster().await;
     start(&c);
-    node(&c, "n1", json!({"topology.kubernetes.io/zone": "z1"}),
-         json!([{"type": "InternalIP", "address": "192.168.1.10"}]), true).await;
-    let svc = service(&c, "web", json!({"selector": {"app": "web"}, "ports": [
+    node(
+        &c,
+        "n1",
+        json!({"topology.kubernetes.io/zone": "z1"}),
+        json!([{"type": "InternalIP", "address": "192.168.1.10"}]),
+        true,
+    )
+    .await;
+    let svc = service(
+        &c,
+        "web",
+        json!({"selector": {"app": "web"}, "ports": [
         {"name": "http", "port": 80, "targetPort": "http"},
-        {"name": "metrics", "port": 9100, "targetPort": 9100}]})).await;
+        {"name": "metrics", "port": 9100, "targetPort": 9100}]}),
+    )
+    .await;
     let http = |p: i64| json!([{"name": "http", "containerPort": p}]);
     let on_n1 = json!({"nodeName": "n1"});
     pod(&c, "p1", json!({"app": "web"}), http(8080), on_n1.clone()).await;
@@ -134,26 +152,46 @@ async fn slices_and_endpoints_follow_pods() {
     })
     .await;
     let (p1, p1_ports) = &eps["10.42.0.11"];
-    assert_eq!(p1["conditions"], json!({"ready": true, "serving": true, "terminating": false}));
+    assert_eq!(
+        p1["conditions"],
+        json!({"ready": true, "serving": true, "terminating": false})
+    );
     assert_eq!(p1["nodeName"], "n1");
     assert_eq!(p1["zone"], "z1");
     assert_eq!(p1["targetRef"]["kind"], "Pod");
     assert_eq!(p1["targetRef"]["name"], "p1");
-    assert_eq!(p1_ports[0], json!({"name": "http", "port": 8080, "protocol": "TCP"}));
-    assert_eq!(p1_ports[1], json!({"name": "metrics", "port": 9100, "protocol": "TCP"}));
+    assert_eq!(
+        p1_ports[0],
+        json!({"name": "http", "port": 8080, "protocol": "TCP"})
+    );
+    assert_eq!(
+        p1_ports[1],
+        json!({"name": "metrics", "port": 9100, "protocol": "TCP"})
+    );
     // The named port resolves per pod: p2 is in a slice of its own port set.
     assert_eq!(eps["10.42.0.12"].1[0]["port"], 8081);
-    assert_eq!(eps["10.42.0.14"].0["conditions"], json!({"ready": false, "serving": false, "terminating": false}));
+    assert_eq!(
+        eps["10.42.0.14"].0["conditions"],
+        json!({"ready": false, "serving": false, "terminating": false})
+    );
     let all = slices(&c, "web").await;
     assert_eq!(all.len(), 2);
     for s in &all {
         let l = s.labels();
-        assert_eq!(l["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+        assert_eq!(
+            l["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
         assert_eq!(s.address_type, "IPv4");
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Service", svc.uid().unwrap().as_str()));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Service", svc.uid().unwrap().as_str())
+        );
         assert_eq!(owner.controller, Some(true));
-        assert!(s.annotations().contains_key("endpoints.kubernetes.io/last-change-trigger-time"));
+        assert!(s
+            .annotations()
+            .contains_key("endpoints.kubernetes.io/last-change-trigger-time"));
     }
     let ep = eventually(10, "endpoints", || async {
         let e = endpoints(&c, "web").await?;
@@ -163,7 +201,10 @@ async fn slices_and_endpoints_follow_pods() {
     .await;
     assert_eq!(addresses(&ep, "addresses"), ["10.42.0.11", "10.42.0.12"]);
     assert_eq!(addresses(&ep, "notReadyAddresses"), ["10.42.0.14"]);
-    assert_eq!(ep.labels()["endpoints.kubernetes.io/managed-by"], "endpoint-controller");
+    assert_eq!(
+        ep.labels()["endpoints.kubernetes.io/managed-by"],
+        "endpoint-controller"
+    );
     let v = serde_json::to_value(&ep).unwrap();
     assert_eq!(v["subsets"].as_array().unwrap().len(), 2, "{v}");
 
@@ -173,17 +214,23 @@ async fn slices_and_endpoints_follow_pods() {
     let ep_rv = endpoints(&c, "web").await.unwrap().resource_version();
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     let patch = json!({"metadata": {"annotations": {"touched": "yes"}}});
-    pods.patch("p2", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    pods.patch("p2", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(rvs(slices(&c, "web").await), before);
-    assert_eq!(endpoints(&c, "web").await.unwrap().resource_version(), ep_rv);
+    assert_eq!(
+        endpoints(&c, "web").await.unwrap().resource_version(),
+        ep_rv
+    );
 
     // A terminating pod: not ready, still serving; out of Endpoints.
     pods.delete("p1", &DeleteParams::default()).await.unwrap();
     eventually(10, "p1 terminating", || async {
         let e = endpoints_by_ip(&c, "web").await;
         let p1 = &e.get("10.42.0.11")?.0;
-        (p1["conditions"] == json!({"ready": false, "serving": true, "terminating": true})).then_some(())
+        (p1["conditions"] == json!({"ready": false, "serving": true, "terminating": true}))
+            .then_some(())
     })
     .await;
     eventually(10, "p1 out of endpoints", || async {
@@ -195,7 +242,9 @@ async fn slices_and_endpoints_follow_pods() {
     // publishNotReadyAddresses: everything is ready, terminating pods included.
     let svcs: Api<Service> = Api::namespaced(c.client.clone(), "default");
     let patch = json!({"spec": {"publishNotReadyAddresses": true}});
-    svcs.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    svcs.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     eventually(10, "published not-ready", || async {
         let e = endpoints_by_ip(&c, "web").await;
         (e.get("10.42.0.14")?.0["conditions"]["ready"] == true
@@ -210,10 +259,22 @@ async fn slices_and_endpoints_follow_pods() {
     .await;
 
     // StatefulSet-style hostname: only with the Service as subdomain.
-    pod(&c, "web-0", json!({"app": "web"}), http(8080),
-        json!({"hostname": "web-0", "subdomain": "web"})).await;
-    pod(&c, "x-0", json!({"app": "web"}), http(8080),
-        json!({"hostname": "x-0", "subdomain": "elsewhere"})).await;
+    pod(
+        &c,
+        "web-0",
+        json!({"app": "web"}),
+        http(8080),
+        json!({"hostname": "web-0", "subdomain": "web"}),
+    )
+    .await;
+    pod(
+        &c,
+        "x-0",
+        json!({"app": "web"}),
+        http(8080),
+        json!({"hostname": "x-0", "subdomain": "elsewhere"}),
+    )
+    .await;
     running(&c, "web-0", "10.42.0.20", true).await;
     running(&c, "x-0", "10.42.0.21", true).await;
     let e = eventually(10, "hostnames", || async {
@@ -226,7 +287,11 @@ async fn slices_and_endpoints_follow_pods() {
     eventually(10, "endpoints hostname", || async {
         let v = serde_json::to_value(endpoints(&c, "web").await?).unwrap();
         let found = v["subsets"].as_array()?.iter().any(|s| {
-            s["addresses"].as_array().into_iter().flatten().any(|a| a["hostname"] == "web-0")
+            s["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["hostname"] == "web-0")
         });
         found.then_some(())
     })
@@ -234,7 +299,9 @@ async fn slices_and_endpoints_follow_pods() {
 
     // A pod that stops matching leaves.
     let patch = json!({"metadata": {"labels": {"app": "moved"}}});
-    pods.patch("p2", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    pods.patch("p2", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     eventually(10, "p2 gone", || async {
         (!endpoints_by_ip(&c, "web").await.contains_key("10.42.0.12")).then_some(())
     })
@@ -252,14 +319,26 @@ async fn slices_and_endpoints_follow_pods() {
 async fn many_pods_split_into_slices_and_scale_to_zero() {
     let c = cluster().await;
     start(&c);
-    service(&c, "big", json!({"selector": {"app": "big"}, "ports": [{"port": 80}]})).await;
+    service(
+        &c,
+        "big",
+        json!({"selector": {"app": "big"}, "ports": [{"port": 80}]}),
+    )
+    .await;
     let placeholder = eventually(10, "placeholder", || async {
         let s = slices(&c, "big").await;
         (s.len() == 1 && s[0].endpoints.is_empty()).then(|| s[0].name_any())
     })
     .await;
     for i in 0..150 {
-        pod(&c, &format!("b{i}"), json!({"app": "big"}), json!([]), json!({})).await;
+        pod(
+            &c,
+            &format!("b{i}"),
+            json!({"app": "big"}),
+            json!([]),
+            json!({}),
+        )
+        .await;
         running(&c, &format!("b{i}"), &format!("10.42.1.{}", i + 1), true).await;
     }
     let all = eventually(20, "150 endpoints", || async {
@@ -281,9 +360,12 @@ async fn many_pods_split_into_slices_and_scale_to_zero() {
     assert_eq!(ep.subsets.as_ref().unwrap().len(), 1);
 
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=big"))
-        .await
-        .unwrap();
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=big"),
+    )
+    .await
+    .unwrap();
     let s = eventually(20, "one empty slice", || async {
         let s = slices(&c, "big").await;
         (s.len() == 1 && s[0].endpoints.is_empty()).then_some(s)
@@ -292,7 +374,10 @@ async fn many_pods_split_into_slices_and_scale_to_zero() {
     assert!(s[0].ports.as_ref().is_none_or(|p| p.is_empty()));
     eventually(10, "empty endpoints", || async {
         let e = endpoints(&c, "big").await?;
-        e.subsets.as_ref().is_none_or(|s| s.is_empty()).then_some(())
+        e.subsets
+            .as_ref()
+            .is_none_or(|s| s.is_empty())
+            .then_some(())
     })
     .await;
 }
@@ -319,19 +404,51 @@ async fn services_without_selector_are_left_alone() {
 async fn servicelb_status_follows_ready_nodes() {
     let c = cluster().await;
     start(&c);
-    node(&c, "n1", json!({}), json!([{"type": "InternalIP", "address": "192.168.1.10"}]), true).await;
-    node(&c, "n2", json!({}), json!([{"type": "InternalIP", "address": "192.168.1.11"},
-                                     {"type": "ExternalIP", "address": "203.0.113.5"}]), true).await;
-    node(&c, "n3", json!({}), json!([{"type": "InternalIP", "address": "192.168.1.12"}]), false).await;
-    service(&c, "lb", json!({"type": "LoadBalancer", "ports": [{"port": 80}]})).await;
-    service(&c, "other", json!({"type": "LoadBalancer", "loadBalancerClass": "example.com/lb",
-        "ports": [{"port": 80}]})).await;
+    node(
+        &c,
+        "n1",
+        json!({}),
+        json!([{"type": "InternalIP", "address": "192.168.1.10"}]),
+        true,
+    )
+    .await;
+    node(
+        &c,
+        "n2",
+        json!({}),
+        json!([{"type": "InternalIP", "address": "192.168.1.11"},
+                                     {"type": "ExternalIP", "address": "203.0.113.5"}]),
+        true,
+    )
+    .await;
+    node(
+        &c,
+        "n3",
+        json!({}),
+        json!([{"type": "InternalIP", "address": "192.168.1.12"}]),
+        false,
+    )
+    .await;
+    service(
+        &c,
+        "lb",
+        json!({"type": "LoadBalancer", "ports": [{"port": 80}]}),
+    )
+    .await;
+    service(
+        &c,
+        "other",
+        json!({"type": "LoadBalancer", "loadBalancerClass": "example.com/lb",
+        "ports": [{"port": 80}]}),
+    )
+    .await;
     let svcs: Api<Service> = Api::namespaced(c.client.clone(), "default");
     let ingress = |name: &'static str| {
         let svcs = svcs.clone();
         async move {
             let s = svcs.get(name).await.unwrap();
-            serde_json::to_value(s.status.unwrap_or_default()).unwrap()["loadBalancer"]["ingress"].clone()
+            serde_json::to_value(s.status.unwrap_or_default()).unwrap()["loadBalancer"]["ingress"]
+                .clone()
         }
     };
     eventually(10, "ingress of two nodes", || async {
@@ -355,6 +472,11 @@ async fn servicelb_status_follows_ready_nodes() {
     // Another load balancer's Service is not ours.
     assert!(ingress("other").await.is_null());
     let patch = json!({"spec": {"type": "ClusterIP"}});
-    svcs.patch("lb", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually(10, "cleared", || async { ingress("lb").await.is_null().then_some(()) }).await;
+    svcs.patch("lb", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(10, "cleared", || async {
+        ingress("lb").await.is_null().then_some(())
+    })
+    .await;
 }

@@ -52,7 +52,10 @@ async fn default_services_are_written_kept_and_follow_nodes() {
     assert_eq!(sp["clusterIP"], "10.43.0.1");
     assert_eq!(sp["type"], "ClusterIP");
     assert!(sp.get("selector").is_none());
-    assert_eq!(sp["ports"], json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]));
+    assert_eq!(
+        sp["ports"],
+        json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}])
+    );
     assert_eq!(k.labels()["component"], "apiserver");
     assert_eq!(k.labels()["provider"], "kubernetes");
     let eps: Api<Endpoints> = Api::namespaced(c.client.clone(), "default");
@@ -65,7 +68,10 @@ async fn default_services_are_written_kept_and_follow_nodes() {
     let s = slices.get("kubernetes").await.unwrap();
     assert_eq!(s.labels()["kubernetes.io/service-name"], "kubernetes");
     assert_eq!(s.address_type, "IPv4");
-    assert_eq!(to_json(&s.endpoints), json!([{"addresses": ["192.0.2.1"], "conditions": {"ready": true}}]));
+    assert_eq!(
+        to_json(&s.endpoints),
+        json!([{"addresses": ["192.0.2.1"], "conditions": {"ready": true}}])
+    );
 
     let sys: Api<Service> = Api::namespaced(c.client.clone(), "kube-system");
     let d = sys.get("kube-dns").await.unwrap();
@@ -73,9 +79,19 @@ async fn default_services_are_written_kept_and_follow_nodes() {
     assert_eq!(sp["clusterIP"], "10.43.0.10");
     assert_eq!(sp["internalTrafficPolicy"], "Local");
     assert!(sp.get("selector").is_none());
-    assert_eq!(sp["ports"][0], json!({"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}));
-    assert_eq!(sp["ports"][1], json!({"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}));
-    for (k, v) in [("k8s-app", "kube-dns"), ("kubernetes.io/cluster-service", "true"), ("kubernetes.io/name", "CoreDNS")] {
+    assert_eq!(
+        sp["ports"][0],
+        json!({"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53})
+    );
+    assert_eq!(
+        sp["ports"][1],
+        json!({"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53})
+    );
+    for (k, v) in [
+        ("k8s-app", "kube-dns"),
+        ("kubernetes.io/cluster-service", "true"),
+        ("kubernetes.io/name", "CoreDNS"),
+    ] {
         assert_eq!(d.labels()[k], v);
     }
     assert_eq!(
@@ -88,29 +104,47 @@ async fn default_services_are_written_kept_and_follow_nodes() {
     let rv = |o: Option<String>| o.unwrap();
     let before = rv(svcs.get("kubernetes").await.unwrap().resource_version());
     defaultservices::ensure(&c.client, &cfg()).await.unwrap();
-    assert_eq!(rv(svcs.get("kubernetes").await.unwrap().resource_version()), before);
+    assert_eq!(
+        rv(svcs.get("kubernetes").await.unwrap().resource_version()),
+        before
+    );
 
     // A changed API port (a restart on another port) is followed.
-    let moved = DefaultServices { api_port: 7443, ..cfg() };
+    let moved = DefaultServices {
+        api_port: 7443,
+        ..cfg()
+    };
     defaultservices::ensure(&c.client, &moved).await.unwrap();
     let k = svcs.get("kubernetes").await.unwrap();
-    assert_eq!(to_json(k.spec.as_ref().unwrap())["ports"][0]["targetPort"], 7443);
+    assert_eq!(
+        to_json(k.spec.as_ref().unwrap())["ports"][0]["targetPort"],
+        7443
+    );
     let e = eps.get("kubernetes").await.unwrap();
     assert_eq!(to_json(&e.subsets)[0]["ports"][0]["port"], 7443);
     defaultservices::ensure(&c.client, &cfg()).await.unwrap();
 
     // From here the loop keeps them.
-    tokio::spawn(defaultservices::run(c.client.clone(), cfg(), c.cancel.clone()));
+    tokio::spawn(defaultservices::run(
+        c.client.clone(),
+        cfg(),
+        c.cancel.clone(),
+    ));
     node(&c, "n2", "192.168.1.11", false).await;
     eventually(10, "n2 in kube-dns, not ready", || async {
         let e = dns_endpoints(&c).await;
-        (e.as_array()?.len() == 2 && e[1]["nodeName"] == "n2" && e[1]["conditions"]["ready"] == false)
+        (e.as_array()?.len() == 2
+            && e[1]["nodeName"] == "n2"
+            && e[1]["conditions"]["ready"] == false)
             .then_some(())
     })
     .await;
     let nodes: Api<Node> = Api::all(c.client.clone());
     let st = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-    nodes.patch_status("n2", &PatchParams::default(), &Patch::Merge(&st)).await.unwrap();
+    nodes
+        .patch_status("n2", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap();
     eventually(10, "n2 ready", || async {
         (dns_endpoints(&c).await[1]["conditions"]["ready"] == true).then_some(())
     })
@@ -124,13 +158,18 @@ async fn default_services_are_written_kept_and_follow_nodes() {
     let dns_eps: Api<Endpoints> = Api::namespaced(c.client.clone(), "kube-system");
     eventually(10, "kube-dns endpoints", || async {
         let e = dns_eps.get_opt("kube-dns").await.unwrap()?;
-        (to_json(&e.subsets)[0]["addresses"] == json!([{"ip": "192.168.1.11", "nodeName": "n2"}])).then_some(())
+        (to_json(&e.subsets)[0]["addresses"] == json!([{"ip": "192.168.1.11", "nodeName": "n2"}]))
+            .then_some(())
     })
     .await;
 
     // Deleted: written again, at the same address.
-    svcs.delete("kubernetes", &DeleteParams::default()).await.unwrap();
-    sys.delete("kube-dns", &DeleteParams::default()).await.unwrap();
+    svcs.delete("kubernetes", &DeleteParams::default())
+        .await
+        .unwrap();
+    sys.delete("kube-dns", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually(15, "repaired", || async {
         let k = svcs.get_opt("kubernetes").await.unwrap()?;
         let d = sys.get_opt("kube-dns").await.unwrap()?;

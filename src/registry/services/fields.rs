@@ -195,7 +195,10 @@ fn family_of(ip: &str) -> Option<&'static str> {
 /// Upstream's `initIPFamilyFields` for a single-stack cluster of family `fam`.
 fn init_ip_families(spec: &mut Value, fam: &'static str) -> Result<(), AllocError> {
     if !needs_cluster_ip(spec) {
-        remove(spec, &["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"]);
+        remove(
+            spec,
+            &["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"],
+        );
         return Ok(());
     }
     let ips = cluster_ips(spec);
@@ -297,9 +300,9 @@ fn alloc_cluster_ips(spec: &mut Value, ops: &mut Ops) -> Result<(), AllocError> 
             })?;
             addr
         }
-        None => ops.take_next_ip().map_err(|e| {
-            AllocError::Internal(format!("failed to allocate a serviceIP: {e}"))
-        })?,
+        None => ops
+            .take_next_ip()
+            .map_err(|e| AllocError::Internal(format!("failed to allocate a serviceIP: {e}")))?,
     };
     spec["clusterIP"] = json!(ip.to_string());
     spec["clusterIPs"] = json!([ip.to_string()]);
