@@ -96,6 +96,39 @@ where
     }
 }
 
+/// A default Service whose ClusterIP is not the configured one (the service CIDR or
+/// `--cluster-dns` changed between runs) cannot be updated in place: delete it, so it is
+/// created again at the right address.
+async fn recreate_if_moved(api: &Api<Service>, want: &Service) -> Result<(), Error> {
+    let name = want.name_any();
+    let err = |source| Error::Api {
+        what: "service",
+        ns: want.namespace().unwrap_or_default(),
+        name: name.clone(),
+        source: Box::new(source),
+    };
+    let Some(cur) = api.get_opt(&name).await.map_err(err)? else {
+        return Ok(());
+    };
+    let ip = |s: &Service| s.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+    if ip(&cur) == ip(want) {
+        return Ok(());
+    }
+    tracing::info!(service = %name, from = ?ip(&cur), to = ?ip(want), "moving a default service");
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: cur.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
 fn build<K: DeserializeOwned>(what: &'static str, v: serde_json::Value) -> Result<K, Error> {
     serde_json::from_value(v).map_err(|e| Error::Build(what, e))
 }
@@ -119,6 +152,7 @@ async fn ensure_kubernetes(client: &Client, cfg: &DefaultServices) -> Result<(),
     )?;
     let want_ports = svc.spec.as_ref().and_then(|s| s.ports.clone());
     let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    recreate_if_moved(&api, &svc).await?;
     converge(&api, "service", svc.clone(), |cur| {
         cur.spec.as_ref().and_then(|s| s.ports.clone()) != want_ports
     })
@@ -227,6 +261,7 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
         }),
     )?;
     let api: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    recreate_if_moved(&api, &svc).await?;
     converge(&api, "service", svc, |_| false).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let nodes = nodes
