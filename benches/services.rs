@@ -26,8 +26,13 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn setup(store: Store) -> (kube::Client, Registry) {
-    let registry = Registry::with_services(store, Arc::new(Catalog::new()), ServiceConfig::default());
-    let api = ApiServer::new(registry.clone(), Arc::new(MastersOnly), "127.0.0.1:6443".into());
+    let registry =
+        Registry::with_services(store, Arc::new(Catalog::new()), ServiceConfig::default());
+    let api = ApiServer::new(
+        registry.clone(),
+        Arc::new(MastersOnly),
+        "127.0.0.1:6443".into(),
+    );
     let client = k1s::client::in_process(api, k1s::client::server_identity());
     let ns: Api<Namespace> = Api::all(client.clone());
     let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();

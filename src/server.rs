@@ -75,7 +75,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     let catalog = Arc::new(Catalog::new());
     let services = crate::registry::ServiceConfig {
         cidr: args.service_cidr,
-        ..Default::default()
+        node_ports: args.service_node_port_range,
     };
     let registry = Registry::with_services(store.clone(), catalog, services);
     registry

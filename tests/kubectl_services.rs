@@ -176,3 +176,39 @@ fn services_with_kubectl() {
         (ok && out == "10.43.0.1").then_some(())
     });
 }
+
+#[test]
+fn node_port_range_flag() {
+    let s = TestServer::start_with(&[
+        "--disable-agent",
+        "--service-node-port-range",
+        "31000-31010",
+    ]);
+    let (ok, _, err) = s.kubectl(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "--tcp=80",
+        "--node-port=30080",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "provided port is not in the valid range. The range of valid ports is 31000-31010"
+        ),
+        "{err}"
+    );
+    s.k(&["create", "service", "nodeport", "np", "--tcp=80"]);
+    let np: u16 = s
+        .k(&[
+            "get",
+            "svc",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .unwrap();
+    assert!((31000..=31010).contains(&np), "{np}");
+}

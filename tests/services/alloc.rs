@@ -489,10 +489,23 @@ async fn an_ipv6_service_cidr_gives_ipv6_services() {
     let ip: std::net::Ipv6Addr = sp["clusterIP"].as_str().unwrap().parse().unwrap();
     assert_eq!(ip.segments()[..7], [0xfd00, 0x43, 0, 0, 0, 0, 0], "{ip}");
     assert_eq!(sp["ipFamilies"], json!(["IPv6"]));
-    let (_, msg) =
-        api_error(create(&api, "v4", json!({"ports": http(), "clusterIP": "10.43.0.5"})).await);
-    assert!(msg.contains("spec.ipFamilies[0]: Invalid value: \"IPv4\": not configured on this cluster"), "{msg}");
-    create(&api, "fixed", json!({"ports": http(), "clusterIP": "fd00:43::a"}))
-        .await
-        .unwrap();
+    let (_, msg) = api_error(
+        create(
+            &api,
+            "v4",
+            json!({"ports": http(), "clusterIP": "10.43.0.5"}),
+        )
+        .await,
+    );
+    assert!(
+        msg.contains("spec.ipFamilies[0]: Invalid value: \"IPv4\": not configured on this cluster"),
+        "{msg}"
+    );
+    create(
+        &api,
+        "fixed",
+        json!({"ports": http(), "clusterIP": "fd00:43::a"}),
+    )
+    .await
+    .unwrap();
 }
