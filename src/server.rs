@@ -160,6 +160,10 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::endpointslicemirroring::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::servicelb::run(
         client.clone(),
         cancel.clone(),

@@ -336,7 +336,9 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
     let mut ep: Endpoints = build(
         "endpoints",
         json!({
+            // Its slice is written above: the mirroring controller must not make another.
             "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
+                "endpointslice.kubernetes.io/skip-mirror": "true",
                 "k8s-app": "kube-dns",
                 "kubernetes.io/cluster-service": "true",
                 "kubernetes.io/name": "CoreDNS"}},
@@ -346,6 +348,7 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
     let eapi: Api<Endpoints> = Api::namespaced(client.clone(), "kube-system");
     converge(&eapi, "endpoints", ep.clone(), |cur| {
         cur.subsets.clone().filter(|s| !s.is_empty()) != ep.subsets
+            || cur.metadata.labels != ep.metadata.labels
     })
     .await
 }

@@ -8,6 +8,7 @@ pub mod defaultservices;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod endpointutil;
 pub mod garbagecollector;
 pub mod namespace;

@@ -12,6 +12,10 @@ fn start(c: &Cluster) {
     let (cl, t) = (c.client.clone(), c.cancel.clone());
     tokio::spawn(k1s::controllers::endpointslice::run(cl.clone(), t.clone()));
     tokio::spawn(k1s::controllers::endpoints::run(cl.clone(), t.clone()));
+    tokio::spawn(k1s::controllers::endpointslicemirroring::run(
+        cl.clone(),
+        t.clone(),
+    ));
     tokio::spawn(k1s::controllers::garbagecollector::run(
         cl.clone(),
         t.clone(),
@@ -383,21 +387,73 @@ async fn many_pods_split_into_slices_and_scale_to_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_without_selector_are_left_alone() {
+async fn users_endpoints_of_selectorless_services_are_mirrored_never_rewritten() {
     let c = cluster().await;
     start(&c);
-    service(&c, "manual", json!({"ports": [{"port": 5432}]})).await;
+    service(
+        &c,
+        "manual",
+        json!({"ports": [{"name": "pg", "port": 5432}]}),
+    )
+    .await;
     let mine: Endpoints = serde_json::from_value(json!({
         "metadata": {"name": "manual"},
-        "subsets": [{"addresses": [{"ip": "192.0.2.7"}], "ports": [{"port": 5432}]}]
+        "subsets": [{"addresses": [{"ip": "192.0.2.7"}], "notReadyAddresses": [{"ip": "192.0.2.8"}],
+                     "ports": [{"name": "pg", "port": 5432}]}]
     }))
     .unwrap();
     let api: Api<Endpoints> = Api::namespaced(c.client.clone(), "default");
     let made = api.create(&PostParams::default(), &mine).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let now = endpoints(&c, "manual").await.unwrap();
-    assert_eq!(now.resource_version(), made.resource_version());
-    assert!(slices(&c, "manual").await.is_empty());
+    let s = eventually(10, "a mirrored slice", || async {
+        let s = slices(&c, "manual").await;
+        (s.len() == 1).then(|| s[0].clone())
+    })
+    .await;
+    assert_eq!(
+        s.labels()["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
+    assert_eq!(
+        serde_json::to_value(&s.endpoints).unwrap(),
+        json!([{"addresses": ["192.0.2.7"], "conditions": {"ready": true}},
+               {"addresses": ["192.0.2.8"], "conditions": {"ready": false}}])
+    );
+    assert_eq!(
+        serde_json::to_value(&s.ports).unwrap(),
+        json!([{"name": "pg", "port": 5432, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        s.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "Endpoints"
+    );
+    // The Endpoints controller leaves the user's object alone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        endpoints(&c, "manual").await.unwrap().resource_version(),
+        made.resource_version()
+    );
+    // A change is mirrored in place.
+    let patch = json!({"subsets": [{"addresses": [{"ip": "192.0.2.9"}], "ports": [{"name": "pg", "port": 5432}]}]});
+    api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let name = s.name_any();
+    eventually(10, "mirrored change", || async {
+        let s = slices(&c, "manual").await;
+        (s.len() == 1 && s[0].name_any() == name && s[0].endpoints[0].addresses == ["192.0.2.9"])
+            .then_some(())
+    })
+    .await;
+    // skip-mirror: the slice goes.
+    let patch =
+        json!({"metadata": {"labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}}});
+    api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(10, "mirror removed", || async {
+        slices(&c, "manual").await.is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
