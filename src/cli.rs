@@ -78,6 +78,9 @@ pub struct ServerArgs {
     /// Service ClusterIP range
     #[arg(long, env = "K1S_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: ipnetwork::IpNetwork,
+    /// Port range reserved for Services of type NodePort and LoadBalancer
+    #[arg(long, env = "K1S_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: (u16, u16),
     /// Cluster domain
     #[arg(long, env = "K1S_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -173,6 +176,18 @@ fn parse_taint(s: &str) -> Result<NodeTaint, String> {
         value: value.map(str::to_string),
         effect: effect.to_string(),
     })
+}
+
+/// `first-last`, as k3s's `--service-node-port-range`.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port range such as 30000-32767");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -184,5 +184,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--service-cidr"), "{e}");
+        for bad in ["30000", "32767-30000", "0-10", "a-b", "30000-70000"] {
+            let e = parse(args(&["k1s", "server", "--service-node-port-range", bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--service-node-port-range"), "{e}");
+        }
     }
 }

@@ -73,7 +73,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     )
     .with_context(|| format!("opening the store in {}", server_dir.join("db").display()))?;
     let catalog = Arc::new(Catalog::new());
-    let registry = Registry::new(store.clone(), catalog);
+    let services = crate::registry::ServiceConfig {
+        cidr: args.service_cidr,
+        node_ports: args.service_node_port_range,
+    };
+    let registry = Registry::with_services(store.clone(), catalog, services);
     registry
         .refresh_crds()
         .await
@@ -139,6 +143,38 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     ensure_namespaces(&client).await?;
     rbac.start(&client, &mut tasks, &cancel).await?;
     tasks.spawn(crate::controllers::clusterroleaggregation::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    let defaults = crate::controllers::defaultservices::DefaultServices {
+        api_address: node_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        api_port: addr.port(),
+        kubernetes_ip: service_ip,
+        dns_ip: args
+            .cluster_dns
+            .unwrap_or_else(|| nth_ip(&args.service_cidr, 10)),
+    };
+    crate::controllers::defaultservices::ensure(&client, &defaults)
+        .await
+        .context("writing the default services")?;
+    tasks.spawn(crate::controllers::defaultservices::run(
+        client.clone(),
+        defaults,
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::endpointslice::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::endpoints::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::endpointslicemirroring::run(
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::controllers::servicelb::run(
         client.clone(),
         cancel.clone(),
     ));

@@ -1,18 +1,85 @@
-//! Container environment as upstream's kubelet builds it: `envFrom` sources first, then
+//! Container environment as upstream's kubelet builds it: the Services' variables
+//! (`<NAME>_SERVICE_HOST`, the Docker-link `<NAME>_PORT_*` set), `envFrom` sources, then
 //! `env` in order, `valueFrom` resolved against the pod (downward API), its ConfigMaps and
-//! Secrets, and `$(VAR)` references expanded. The ConfigMaps and Secrets are fetched by the
-//! caller and handed in: this file does no I/O.
+//! Secrets, and `$(VAR)` references expanded; the pod's own variables win. The ConfigMaps,
+//! Secrets and Services are fetched by the caller and handed in: this file does no I/O.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use std::collections::BTreeMap;
 
-/// The ConfigMaps and Secrets of the pod's namespace that its containers refer to.
+/// The ConfigMaps and Secrets of the pod's namespace that its containers refer to, and the
+/// Services whose variables it gets (see [`service_env`]).
 #[derive(Default, Debug)]
 pub struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
     /// Service-account tokens of projected volumes, by audience and lifetime.
     pub tokens: BTreeMap<super::tokens::TokenKey, String>,
+    pub services: Vec<Service>,
+}
+
+/// Upstream's `makeEnvVariableName`.
+fn env_name(s: &str) -> String {
+    s.replace('-', "_").to_uppercase()
+}
+
+/// The variables of one Service with a ClusterIP (upstream's `envvars.FromServices`).
+fn one_service_env(svc: &Service, out: &mut Vec<(String, String)>) {
+    let Some(spec) = svc.spec.as_ref() else {
+        return;
+    };
+    let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    if ip.is_empty() || ip == "None" || ports.is_empty() {
+        return;
+    }
+    let prefix = env_name(svc.metadata.name.as_deref().unwrap_or_default());
+    out.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+    let port_var = format!("{prefix}_SERVICE_PORT");
+    out.push((port_var.clone(), ports[0].port.to_string()));
+    for p in ports {
+        if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            out.push((format!("{port_var}_{}", env_name(n)), p.port.to_string()));
+        }
+    }
+    let host = match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => format!("[{ip}]"),
+        _ => ip.to_string(),
+    };
+    for (i, p) in ports.iter().enumerate() {
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        let lower = proto.to_lowercase();
+        let url = format!("{lower}://{host}:{}", p.port);
+        if i == 0 {
+            out.push((format!("{prefix}_PORT"), url.clone()));
+        }
+        let pp = format!("{prefix}_PORT_{}_{}", p.port, proto.to_uppercase());
+        out.push((pp.clone(), url));
+        out.push((format!("{pp}_PROTO"), lower));
+        out.push((format!("{pp}_PORT"), p.port.to_string()));
+        out.push((format!("{pp}_ADDR"), ip.to_string()));
+    }
+}
+
+/// The Service variables a pod in `ns` gets (upstream's `getServiceEnvVarMap`): always the
+/// `kubernetes` Service of `default` (in-cluster clients need it), and with service links
+/// every Service of the pod's namespace, which wins over a namesake from `default`.
+pub fn service_env(ns: &str, links: bool, services: &[Service]) -> Vec<(String, String)> {
+    let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
+    for s in services {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let sns = s.metadata.namespace.as_deref().unwrap_or_default();
+        if sns == "default" && name == "kubernetes" {
+            chosen.entry(name).or_insert(s);
+        } else if sns == ns && links {
+            chosen.insert(name, s);
+        }
+    }
+    let mut out = vec![];
+    for s in chosen.values() {
+        one_service_env(s, &mut out);
+    }
+    out
 }
 
 /// Names of the ConfigMaps and Secrets a container's environment needs.
@@ -222,6 +289,15 @@ pub fn build(
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         set(&mut vars, k.to_string(), v.to_string());
     }
+    // Service variables: over the image's, under the pod's own, visible to `$(VAR)`.
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    for (k, v) in service_env(&ns, links, &sources.services) {
+        set(&mut vars, k, v);
+    }
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let data = if let Some(r) = &from.config_map_ref {
@@ -365,6 +441,121 @@ mod tests {
         assert_eq!(get("MEM"), Some("64"));
         assert_eq!(get("PATH"), Some("/opt:/bin"));
         assert_eq!(env[0].0, "PATH");
+    }
+
+    fn svc(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": ports}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn service_variables_as_upstream_renders_them() {
+        let services = vec![
+            svc(
+                "default",
+                "kubernetes",
+                "10.43.0.1",
+                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            ),
+            svc(
+                "app",
+                "web-front",
+                "10.43.7.9",
+                serde_json::json!([
+                {"name": "http", "port": 80, "protocol": "TCP"},
+                {"name": "dns", "port": 53, "protocol": "UDP"}]),
+            ),
+            svc("app", "headless", "None", serde_json::json!([{"port": 80}])),
+            svc(
+                "other",
+                "elsewhere",
+                "10.43.7.10",
+                serde_json::json!([{"port": 80}]),
+            ),
+        ];
+        let env: BTreeMap<String, String> =
+            service_env("app", true, &services).into_iter().collect();
+        let want = [
+            ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.43.0.1"),
+            ("WEB_FRONT_SERVICE_HOST", "10.43.7.9"),
+            ("WEB_FRONT_SERVICE_PORT", "80"),
+            ("WEB_FRONT_SERVICE_PORT_HTTP", "80"),
+            ("WEB_FRONT_SERVICE_PORT_DNS", "53"),
+            ("WEB_FRONT_PORT", "tcp://10.43.7.9:80"),
+            ("WEB_FRONT_PORT_80_TCP", "tcp://10.43.7.9:80"),
+            ("WEB_FRONT_PORT_53_UDP", "udp://10.43.7.9:53"),
+            ("WEB_FRONT_PORT_53_UDP_PROTO", "udp"),
+            ("WEB_FRONT_PORT_53_UDP_PORT", "53"),
+            ("WEB_FRONT_PORT_53_UDP_ADDR", "10.43.7.9"),
+        ];
+        for (k, v) in want {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(env.len(), 8 + 13, "{env:?}");
+        assert!(!env
+            .keys()
+            .any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
+        // Without service links only the API's variables remain.
+        let off = service_env("app", false, &services);
+        assert!(
+            off.iter().all(|(k, _)| k.starts_with("KUBERNETES_")),
+            "{off:?}"
+        );
+        assert_eq!(off.len(), 8);
+        // A `kubernetes` Service of the pod's own namespace wins with links on.
+        let mut mine = services.clone();
+        mine.push(svc(
+            "app",
+            "kubernetes",
+            "10.43.9.9",
+            serde_json::json!([{"port": 8443}]),
+        ));
+        let env: BTreeMap<String, String> = service_env("app", true, &mine).into_iter().collect();
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.43.9.9");
+        let env: BTreeMap<String, String> = service_env("app", false, &mine).into_iter().collect();
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.43.0.1");
+    }
+
+    #[test]
+    fn the_pods_own_variables_win_and_may_reference_service_ones() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "env": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "api.example"},
+                {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}
+            ]}]}
+        }));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let src = Sources {
+            services: vec![svc(
+                "default",
+                "kubernetes",
+                "10.43.0.1",
+                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            )],
+            ..Default::default()
+        };
+        let env = build(&p, c, &["KUBERNETES_PORT=image".into()], &src, 1, 1).unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("api.example"));
+        assert_eq!(get("API"), Some("https://api.example:443"));
+        assert_eq!(get("KUBERNETES_PORT"), Some("tcp://10.43.0.1:443"));
+        assert_eq!(
+            env.iter()
+                .filter(|(k, _)| k == "KUBERNETES_SERVICE_HOST")
+                .count(),
+            1
+        );
     }
 
     #[test]

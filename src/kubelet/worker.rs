@@ -14,7 +14,7 @@ use super::Runtime;
 use crate::cni::{netns, PodNet, PortMapping, Protocol};
 use crate::sandbox::image::{parse_docker_config_json, Image, PullPolicy, RegistryAuth};
 use crate::sandbox::shim::{ContainerState, ShimClient, Status};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use std::collections::{BTreeMap, HashMap};
@@ -1033,7 +1033,29 @@ impl Worker {
             }
         }
         src.tokens = self.tokens.for_pod(&self.rt.client, pod).await?;
+        src.services = self.services(pod).await.map_err(|e| e.to_string())?;
         Ok(src)
+    }
+
+    /// The Services whose variables the pod gets: its namespace's (with service links) and
+    /// the API's `kubernetes` Service.
+    async fn services(&self, pod: &Pod) -> Result<Vec<Service>, kube::Error> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut out = vec![];
+        if links {
+            let api: Api<Service> = Api::namespaced(self.rt.client.clone(), ns);
+            out = api.list(&Default::default()).await?.items;
+        }
+        if !(links && ns == "default") {
+            let api: Api<Service> = Api::namespaced(self.rt.client.clone(), "default");
+            out.extend(api.get_opt("kubernetes").await?);
+        }
+        Ok(out)
     }
 
     /// Stop every container (SIGTERM, SIGKILL after `grace`), release the network and the

@@ -96,6 +96,9 @@ impl Registry {
                 }
             }
         }
+        if let (true, Some(old)) = (super::services::is_service(res), old) {
+            super::services::fields::drop_type_dependent_fields(&mut obj, old);
+        }
         let errs: Vec<rules::FieldError> = match &res.custom {
             None => rules::validate(&res.group, &res.version, &res.kind, &obj, old),
             Some(c) => {

@@ -14,6 +14,7 @@ pub mod rules;
 mod sa_admission;
 pub mod schema;
 pub mod selectors;
+pub mod services;
 mod special;
 pub mod storageclass;
 pub mod strategy;
@@ -25,6 +26,7 @@ pub use error::{ApiError, ApiResult, Target};
 pub use list::{ListOptions, ListPage};
 pub use resources::{Catalog, ResourceInfo};
 pub use sa_admission::TOKEN_DIR;
+pub use services::ServiceConfig;
 pub use watch::{WatchEvent, WatchOptions};
 
 use crate::store::Store;
@@ -98,6 +100,7 @@ pub struct Written {
 pub struct Registry {
     store: Store,
     catalog: Arc<Catalog>,
+    services: Arc<services::Allocator>,
 }
 
 pub(crate) fn target<'a>(res: &'a ResourceInfo, name: &'a str) -> Target<'a> {
@@ -119,8 +122,22 @@ pub(crate) fn ns_target(name: &str) -> Target<'_> {
 }
 
 impl Registry {
+    /// A registry with the default service CIDR and node port range.
     pub fn new(store: Store, catalog: Arc<Catalog>) -> Registry {
-        Registry { store, catalog }
+        Registry::with_services(store, catalog, ServiceConfig::default())
+    }
+
+    /// A registry allocating Service IPs and node ports from `cfg`.
+    pub fn with_services(store: Store, catalog: Arc<Catalog>, cfg: ServiceConfig) -> Registry {
+        Registry {
+            store,
+            catalog,
+            services: services::Allocator::new(cfg),
+        }
+    }
+
+    pub fn service_config(&self) -> &ServiceConfig {
+        self.services.config()
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

@@ -2,7 +2,7 @@
 //! pod deletion, and deletecollection. Every write is a compare-and-swap on the store.
 
 use super::{
-    allow_create_on_update, codec, generate_name, resources, rules, strategy, target,
+    allow_create_on_update, codec, generate_name, resources, rules, services, strategy, target,
     without_timestamps,
 };
 use super::{
@@ -67,6 +67,8 @@ impl Registry {
                 &now,
             );
         }
+        // Allocated values are the server's, owned by no field manager (as upstream).
+        let allocation = self.allocate_service(res, &mut obj, None).await?;
         if opts.dry_run {
             return Ok(Written {
                 obj,
@@ -81,6 +83,9 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(e, target(res, &name)))?;
         codec::set_rv(&mut obj, kv.mod_revision);
+        if let Some(t) = allocation {
+            t.commit();
+        }
         self.after_write(res).await;
         Ok(Written {
             obj,
@@ -168,6 +173,10 @@ impl Registry {
                 obj
             }
         };
+        let allocation = match subresource {
+            None => self.allocate_service(res, &mut obj, Some(&old)).await?,
+            Some(_) => None,
+        };
         codec::set_rv(&mut obj, kv.mod_revision);
         if !opts.skip_managed_fields {
             patch::track_update(
@@ -206,6 +215,9 @@ impl Registry {
                 .await
                 .map_err(|e| ApiError::from_store(e, target(res, name)))?;
             codec::set_rv(&mut obj, kv.mod_revision);
+            if let Some(t) = allocation {
+                t.commit();
+            }
             self.after_delete(res, &obj).await;
             return Ok(Written {
                 obj,
@@ -219,6 +231,9 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(e, target(res, name)))?;
         codec::set_rv(&mut obj, new_kv.mod_revision);
+        if let Some(t) = allocation {
+            t.commit();
+        }
         self.after_write(res).await;
         Ok(Written {
             obj,
@@ -237,6 +252,11 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> ApiResult<(Value, bool)> {
         let key = res.key(ns, name);
+        if services::is_service(res) {
+            // The allocators are built before any Service leaves the store, so the release
+            // after the delete below never frees a value taken since.
+            self.service_allocator().await?;
+        }
         loop {
             let kv = self
                 .store
@@ -345,6 +365,7 @@ impl Registry {
     }
 
     async fn after_delete(&self, res: &ResourceInfo, obj: &Value) {
+        self.release_service(res, obj).await;
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             // the CRD's objects go with it, as upstream's CRD finalizer does
             for r in resources::custom_resources(obj) {

@@ -76,11 +76,13 @@ pub fn default_service(obj: &mut Value) {
             .get("ipFamilies")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty);
-        if empty_fams {
-            let fam = match s(spec, "clusterIP").parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V6(_)) => "IPv6",
-                _ => "IPv4",
-            };
+        // Without an IP the family is the cluster's, which the allocator knows.
+        let fam = match s(spec, "clusterIP").parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => Some("IPv6"),
+            Ok(std::net::IpAddr::V4(_)) => Some("IPv4"),
+            Err(_) => None,
+        };
+        if let (true, Some(fam)) = (empty_fams, fam) {
             if let Some(m) = spec.as_object_mut() {
                 m.insert("ipFamilies".to_string(), json!([fam]));
             }

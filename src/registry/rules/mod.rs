@@ -28,14 +28,14 @@ mod defaults_core;
 mod defaults_misc;
 mod defaults_service;
 mod discovery;
-mod json;
+pub(crate) mod json;
 mod meta;
 mod misc;
 pub mod names;
 mod networking;
 pub mod quantity;
 mod rbac;
-mod render;
+pub(crate) mod render;
 
 #[cfg(test)]
 mod tests_core;
