@@ -13,7 +13,7 @@
 set -eu
 
 out=${1:?usage: test-images.sh OUTPUT_DIR}
-stamp="$out/.complete-v1"
+stamp="$out/.complete-v2"
 [ -f "$stamp" ] && exit 0
 
 need=""
@@ -85,7 +85,7 @@ mkdir -p "$base/bin" "$base/etc" "$base/tmp" "$base/data" "$base/root"
 cp /bin/busybox "$base/bin/busybox"
 chmod 0755 "$base/bin/busybox"
 for a in sh echo sleep cat ls nc wget httpd id env true false ps mkdir rm touch grep head \
-         hostname test printf stat ln readlink; do
+         hostname test printf stat ln readlink nslookup awk sed; do
     ln -s busybox "$base/bin/$a"
 done
 chmod 1777 "$base/tmp"

@@ -62,13 +62,14 @@ impl TestServer {
         let child = Command::new(k1s_bin())
             .args(["server", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                &port,
-                "--write-kubeconfig",
-            ])
+            // Loopback unless the test asks otherwise (pods reach the API on the node's
+            // address through the `kubernetes` Service).
+            .args(if self.extra.iter().any(|a| a == "--bind-address") {
+                &[][..]
+            } else {
+                &["--bind-address", "127.0.0.1"][..]
+            })
+            .args(["--https-listen-port", &port, "--write-kubeconfig"])
             .arg(&self.kubeconfig)
             .args(["--config", "/dev/null"])
             .args(&self.extra)

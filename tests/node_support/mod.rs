@@ -47,6 +47,8 @@ impl Node {
             regfile.to_str().unwrap(),
             "--kubelet-port",
             "0",
+            "--bind-address",
+            "0.0.0.0",
         ];
         args.extend_from_slice(extra);
         let server = TestServer::start_with(&args);
