@@ -607,3 +607,61 @@ spec:
             .is_empty()
     });
 }
+
+#[test]
+fn a_claim_of_the_default_class_is_provisioned_mounted_and_reclaimed() {
+    let _g = serial();
+    let n = Node::start("pods-pvc", "10.205.0.0/16");
+    let s = &n.server;
+    s.k_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: writer}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]
+  containers:
+  - name: c
+    image: busybox
+    command: ["sh", "-c", "echo kept > /data/hello; trap 'exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{name: d, mountPath: /data}]
+"#,
+    );
+    n.wait_phase("writer", "Running");
+    assert_eq!(
+        s.k(&[
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.status.phase} {.spec.storageClassName}"
+        ]),
+        "Bound local-path"
+    );
+    let storage = s.data_dir().join("data/storage");
+    let dir = std::fs::read_dir(&storage)
+        .expect("the storage directory")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_default_data"))
+        .expect("a directory for the claim");
+    let file = dir.join("hello");
+    n.wait("the pod's write on the volume", 30, |_| {
+        std::fs::read_to_string(&file).is_ok_and(|c| c == "kept\n")
+    });
+    // Reclaim policy Delete: the directory goes with the claim.
+    s.k(&["delete", "pod", "writer", "--grace-period=1"]);
+    s.k(&["delete", "pvc", "data"]);
+    n.wait("the volume's directory to be removed", 60, |_| {
+        !dir.exists()
+    });
+}

@@ -264,7 +264,10 @@ async fn sync_unbound_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<
         }
     }
     set_claim_phase(ctx, claim, "Pending", None).await?;
-    Ok(Action::await_change())
+    // A volume event wakes this claim through its own watch, but the volumes are read from
+    // the other controller's cache, which may not hold the new volume yet: look again
+    // shortly, as upstream's binder resyncs pending claims.
+    Ok(Action::requeue(Duration::from_secs(2)))
 }
 
 async fn sync_bound_claim(

@@ -16,6 +16,8 @@ pub struct Sources {
     /// Service-account tokens of projected volumes, by audience and lifetime.
     pub tokens: BTreeMap<super::tokens::TokenKey, String>,
     pub services: Vec<Service>,
+    /// The host directory behind each bound PersistentVolumeClaim the pod names.
+    pub claims: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Upstream's `makeEnvVariableName`.

@@ -37,6 +37,8 @@ pub enum VolumeError {
     ConfigMapMissing(String),
     #[error("secret \"{0}\" not found")]
     SecretMissing(String),
+    #[error("persistentvolumeclaim \"{0}\" is not bound to a volume on this node yet")]
+    ClaimNotReady(String),
     #[error("volume {volume:?}: key {key:?} not found in {source_name}")]
     KeyMissing {
         volume: String,
@@ -335,6 +337,17 @@ fn prepare_one(
         return Ok(HostVolume {
             path: dir,
             readonly: false,
+        });
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        let path = src
+            .claims
+            .get(&c.claim_name)
+            .ok_or_else(|| VolumeError::ClaimNotReady(c.claim_name.clone()))?;
+        host_path(name, &path.to_string_lossy(), "Directory")?;
+        return Ok(HostVolume {
+            path: path.clone(),
+            readonly: c.read_only == Some(true),
         });
     }
     if let Some(hp) = &v.host_path {

@@ -1034,7 +1034,47 @@ impl Worker {
         }
         src.tokens = self.tokens.for_pod(&self.rt.client, pod).await?;
         src.services = self.services(pod).await.map_err(|e| e.to_string())?;
+        src.claims = self.claims(pod).await.map_err(|e| e.to_string())?;
         Ok(src)
+    }
+
+    /// The host directories of the pod's bound claims: the PersistentVolume's `hostPath` or
+    /// `local` path (what the local-path provisioner and static node-local volumes use).
+    /// Claims not bound yet, or bound to a kind of volume this node cannot mount, are left
+    /// out, so the pod waits with the reason in its status.
+    async fn claims(&self, pod: &Pod) -> Result<BTreeMap<String, PathBuf>, kube::Error> {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.rt.client.clone(), ns);
+        let pvs: Api<PersistentVolume> = Api::all(self.rt.client.clone());
+        let mut out = BTreeMap::new();
+        let names = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.clone());
+        for name in names {
+            let Some(pvc) = pvcs.get_opt(&name).await? else {
+                continue;
+            };
+            let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            let Some(pv_name) = pvc.spec.and_then(|s| s.volume_name).filter(|_| bound) else {
+                continue;
+            };
+            let Some(pv) = pvs.get_opt(&pv_name).await? else {
+                continue;
+            };
+            let spec = pv.spec.unwrap_or_default();
+            let path = spec
+                .host_path
+                .map(|h| h.path)
+                .or(spec.local.map(|l| l.path));
+            if let Some(p) = path {
+                out.insert(name, PathBuf::from(p));
+            }
+        }
+        Ok(out)
     }
 
     /// The Services whose variables the pod gets: its namespace's (with service links) and
