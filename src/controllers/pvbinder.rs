@@ -514,7 +514,9 @@ async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Ac
         },
         None => release(&ctx, &pv).await?,
     }
-    Ok(Action::await_change())
+    // The claim was read from the claim controller's cache, which can still hold a claim
+    // whose deletion woke this volume: look again later, as upstream resyncs volumes.
+    Ok(Action::requeue(Duration::from_secs(10)))
 }
 
 /// The claim is gone: Released, then what the reclaim policy says.
