@@ -559,9 +559,16 @@ fn pods_binding_graceful_deletion_and_eviction() {
     assert_eq!(s.curl("GET", &format!("{pods}/p2"), None, true).0, 404);
     // pod spec is immutable apart from a few fields
     post(&s, pods, &pod("p3"));
-    let mut p = s.get_json(&format!("{pods}/p3"));
-    p["spec"]["restartPolicy"] = json!("Never");
-    let (code, st) = put(&s, &format!("{pods}/p3"), &p);
+    // The scheduler may write the pod between the read and the write: read again on 409.
+    let (mut code, mut st) = (409, json!(null));
+    for _ in 0..20 {
+        let mut p = s.get_json(&format!("{pods}/p3"));
+        p["spec"]["restartPolicy"] = json!("Never");
+        (code, st) = put(&s, &format!("{pods}/p3"), &p);
+        if code != 409 {
+            break;
+        }
+    }
     assert_eq!(code, 422, "{st}");
     assert!(
         st["message"]
