@@ -2,7 +2,7 @@
 //! end-to-end tests with real pods, cleaned up on drop: pods force-deleted so the agent frees
 //! their network, the server stopped, the bridge, masquerade rules and service proxy table
 //! removed. Tests that use
-//! it take `serial()` first: they share the host's pod bridge.
+//! it take `serial()` first: they share the host's pod bridge, across test binaries too.
 #![allow(dead_code)]
 
 use super::common::TestServer;
@@ -158,6 +158,27 @@ impl Drop for Node {
     }
 }
 
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+/// Held while a test uses the host's pod network: the threads of one test binary take the
+/// mutex, and test binaries run at the same time (from several checkouts) take an exclusive
+/// lock on a file in `/run`, released when the guard drops.
+pub struct Serial {
+    _file: nix::fcntl::Flock<std::fs::File>,
+    _threads: std::sync::MutexGuard<'static, ()>,
+}
+
+pub fn serial() -> Serial {
+    let threads = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/k1s-node-tests.lock")
+        .expect("open the node test lock");
+    let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the node test lock");
+    Serial {
+        _file: file,
+        _threads: threads,
+    }
 }
