@@ -126,6 +126,25 @@ pub struct NodeArgs {
     /// Where the CNI plugins are (default: /usr/lib/cni, then /opt/cni/bin)
     #[arg(long = "cni-bin-dir", env = "K1S_CNI_BIN_DIR", value_delimiter = ',')]
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// An image pull whose registry sends nothing for this long fails (kubelet's flag)
+    #[arg(
+        long,
+        env = "K1S_IMAGE_PULL_PROGRESS_DEADLINE",
+        default_value = "1m",
+        value_parser = parse_deadline
+    )]
+    pub image_pull_progress_deadline: std::time::Duration,
+}
+
+/// A positive duration as Go writes them (`1m0s`, `30s`, `1500ms`).
+fn parse_deadline(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 1m or 30s: {e}"))?;
+    std::time::Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?}: the deadline must be positive"))
 }
 
 /// A `--node-taint`: `key[=value]:NoSchedule|PreferNoSchedule|NoExecute`.

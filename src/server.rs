@@ -372,6 +372,7 @@ async fn start_agent(
         cni_bin_dirs: args.node.cni_bin_dirs.clone(),
         registries: args.node.private_registry.clone(),
         shim_exe: std::env::current_exe().context("finding the k1s binary for the shim")?,
+        image_pull_progress_deadline: args.node.image_pull_progress_deadline,
     };
     let name = cfg.node.name.clone();
     // The service proxy of this node (nftables rules and the loopback NodePort relay).

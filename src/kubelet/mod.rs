@@ -9,6 +9,7 @@ pub mod env;
 pub mod etc;
 pub mod events;
 pub mod exec;
+pub mod hooks;
 pub mod imagegc;
 pub mod lease;
 pub mod logs;
@@ -56,6 +57,8 @@ pub struct AgentConfig {
     pub registries: PathBuf,
     /// The binary to run as `k1s shim`.
     pub shim_exe: PathBuf,
+    /// A registry that makes no progress for this long fails the pull.
+    pub image_pull_progress_deadline: Duration,
 }
 
 /// The agent's HTTPS server, bound before the node registers so its port is known.
@@ -197,10 +200,11 @@ async fn build_runtime(
     } else {
         Registries::default()
     };
-    let images = ImageStore::open(
+    let images = ImageStore::open_with(
         &cfg.data_dir.join("images-store"),
         registries,
         Platform::host(),
+        cfg.image_pull_progress_deadline,
     )
     .map_err(|e| format!("opening the image store: {e}"))?;
     import_tarballs(&images, &cfg.data_dir.join("images"));

@@ -120,6 +120,25 @@ async fn work(
     cancel: CancellationToken,
 ) {
     let mut worker = Worker::new(rt, uid);
+    // Tell the worker as soon as its pod is being deleted, even in the middle of a sync.
+    // Ends on its own: at the deletion, or when the sender goes with the agent.
+    let gone = worker.gone();
+    let mut deletions = rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let deleted = deletions
+                .borrow_and_update()
+                .as_ref()
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+            if deleted {
+                gone.cancel();
+                return;
+            }
+            if deletions.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {

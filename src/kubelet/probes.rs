@@ -194,7 +194,7 @@ impl Prober {
     }
 }
 
-fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
+pub(crate) fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
         IntOrString::String(name) => c
@@ -278,6 +278,23 @@ async fn http_get(
     https: bool,
     headers: &[(String, String)],
 ) -> Result<(), String> {
+    let status = get(addr, path, https, headers, "kube-probe/1.33").await?;
+    if (200..400).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {status}"))
+    }
+}
+
+/// One GET from the node, certificates unverified as upstream's probes and hooks do; the
+/// response status, or the transport error in Go's words (`Get "<url>": ...`).
+pub(crate) async fn get(
+    addr: SocketAddr,
+    path: &str,
+    https: bool,
+    headers: &[(String, String)],
+    user_agent: &str,
+) -> Result<u16, String> {
     let url = format!("{}://{addr}{path}", if https { "https" } else { "http" });
     let fail = |e: String| format!("Get \"{url}\": {e}");
     let tcp = tokio::net::TcpStream::connect(addr)
@@ -285,7 +302,7 @@ async fn http_get(
         .map_err(|e| fail(e.to_string()))?;
     let mut req = http::Request::get(path)
         .header(http::header::HOST, addr.to_string())
-        .header(http::header::USER_AGENT, "kube-probe/1.33");
+        .header(http::header::USER_AGENT, user_agent);
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -313,11 +330,7 @@ async fn http_get(
     } else {
         send(TokioIo::new(tcp), req).await.map_err(fail)?
     };
-    if (200..400).contains(&status) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {status}"))
-    }
+    Ok(status)
 }
 
 async fn send<T>(io: TokioIo<T>, req: http::Request<Full<Bytes>>) -> Result<u16, String>

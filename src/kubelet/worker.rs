@@ -7,6 +7,7 @@
 use super::container::{self, Context};
 use super::env::{self, Sources};
 use super::events;
+use super::hooks::{self, Hook};
 use super::probes::Prober;
 use super::status::{self, Instance, Observed, PodView};
 use super::volumes;
@@ -17,11 +18,12 @@ use crate::sandbox::shim::{ContainerState, ShimClient, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Longest back-off between restarts of a crashing container, as upstream.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -86,6 +88,12 @@ pub struct Worker {
     sandbox_error: Option<String>,
     /// Service-account tokens of the pod's projected volumes.
     tokens: super::tokens::TokenCache,
+    /// Containers being stopped (preStop, SIGTERM, SIGKILL), by id, so a stop is not begun
+    /// twice.
+    stopping: HashSet<String>,
+    /// Cancelled once the pod is being deleted: cuts short what could take long before it
+    /// (an image pull, a postStart hook) so the deletion goes ahead.
+    gone: CancellationToken,
 }
 
 impl Worker {
@@ -102,7 +110,130 @@ impl Worker {
             volumes_refreshed: None,
             sandbox_error: None,
             tokens: Default::default(),
+            stopping: HashSet::new(),
+            gone: CancellationToken::new(),
         }
+    }
+
+    /// The token whose cancellation tells this worker its pod is going away.
+    pub fn gone(&self) -> CancellationToken {
+        self.gone.clone()
+    }
+
+    /// The address hooks and probes reach the pod at.
+    fn pod_ip(&self, pod: &Pod) -> Option<IpAddr> {
+        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            Some(self.rt.node_ip)
+        } else {
+            self.pod_ips.first().copied()
+        }
+    }
+
+    fn reporter(&self, pod: &Pod) -> hooks::Reporter {
+        hooks::Reporter {
+            client: self.rt.client.clone(),
+            node: self.rt.node_name.clone(),
+            pod: pod.clone(),
+        }
+    }
+
+    fn hook_target(&self, pod: &Pod, c: &Container, id: &str) -> hooks::Target {
+        let mut t = hooks::Target::new(pod, c, id, self.shim_dir());
+        t.ip = self.pod_ip(pod);
+        t
+    }
+
+    /// Before the pod's containers stop on deletion: each running container with a preStop
+    /// hook runs it while those without get SIGTERM at once; returns what is left of `grace`
+    /// for the stop that follows.
+    async fn pre_stop_all(&mut self, pod: &Pod, grace: Duration) -> Duration {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let any = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .any(|c| Hook::PreStop.of(c).is_some());
+        if !any || grace.is_zero() {
+            return grace;
+        }
+        let dir = self.shim_dir();
+        let states = match self.shim.as_mut() {
+            Some(shim) => shim.state().await,
+            None => match ShimClient::connect(&dir).await {
+                Ok(mut shim) => shim.state().await,
+                Err(e) => Err(e),
+            },
+        };
+        let Ok(states) = states else {
+            return grace;
+        };
+        let began = Instant::now();
+        let reporter = self.reporter(pod);
+        let mut stops = Vec::new();
+        for s in states.iter().filter(|s| s.status == Status::Running) {
+            let Some((name, _)) = identify(s) else {
+                continue;
+            };
+            let Some(c) = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(spec.containers.iter())
+                .find(|c| c.name == name)
+            else {
+                continue;
+            };
+            let t = self.hook_target(pod, c, &s.id);
+            let r = reporter.clone();
+            stops.push(async move {
+                if Hook::PreStop.of(&t.container).is_some() {
+                    hooks::pre_stop(&r, &t, grace).await;
+                }
+                if let Ok(mut shim) = ShimClient::connect(&t.shim_dir).await {
+                    let _ = shim.kill(&t.id, libc_sigterm()).await;
+                }
+            });
+        }
+        futures::future::join_all(stops).await;
+        grace.saturating_sub(began.elapsed()).max(hooks::MIN_GRACE)
+    }
+
+    /// Run `c`'s postStart hook (the worker waits for it, so the next container does not
+    /// start before it returns). A failure is reported and the container killed, to be
+    /// restarted per the pod's restartPolicy, as upstream.
+    async fn post_start(&mut self, pod: &Pod, c: &Container, id: &str) -> Result<(), Waiting> {
+        let Some(h) = Hook::PostStart.of(c) else {
+            return Ok(());
+        };
+        let t = self.hook_target(pod, c, id);
+        let gone = self.gone.clone();
+        let result = tokio::select! {
+            r = hooks::run(h, &t) => r,
+            _ = gone.cancelled() => return Ok(()),
+        };
+        let Err(msg) = result else {
+            return Ok(());
+        };
+        let reporter = self.reporter(pod);
+        reporter
+            .warn(&c.name, Hook::PostStart.failed_reason(), &msg)
+            .await;
+        events::record(
+            &self.rt.client,
+            &self.rt.node_name,
+            pod,
+            Some(&c.name),
+            false,
+            "Killing",
+            "FailedPostStartHook",
+        )
+        .await;
+        self.kill_gracefully(pod, c, id).await;
+        Err(Waiting {
+            reason: "PostStartHookError",
+            message: msg,
+        })
     }
 
     fn shim_dir(&self) -> PathBuf {
@@ -131,7 +262,8 @@ impl Worker {
                 .deletion_grace_period_seconds
                 .unwrap_or(30)
                 .max(0) as u64;
-            self.stop(Duration::from_secs(grace)).await;
+            let grace = self.pre_stop_all(pod, Duration::from_secs(grace)).await;
+            self.stop(grace).await;
             self.finish_deletion(pod).await;
             return Some(Duration::from_secs(5));
         }
@@ -715,7 +847,7 @@ impl Worker {
         )
         .await;
         self.prune(pod, c, restart).await;
-        Ok(())
+        self.post_start(pod, c, &id).await
     }
 
     fn termination_file(&self, id: &str) -> PathBuf {
@@ -787,6 +919,7 @@ impl Worker {
             .map(|(_, s)| s.id.clone())
             .collect();
         self.prober.retain(&live);
+        self.stopping.retain(|id| live.contains(id));
         let all: Vec<Container> = spec
             .init_containers
             .iter()
@@ -846,38 +979,27 @@ impl Worker {
                     &msg,
                 )
                 .await;
-                self.kill_gracefully(pod, &s.id).await;
+                self.kill_gracefully(pod, c, &s.id).await;
             }
         }
     }
 
-    /// SIGTERM now, SIGKILL after the pod's grace period unless it ended.
-    async fn kill_gracefully(&mut self, pod: &Pod, id: &str) {
-        let Some(shim) = self.shim.as_mut() else {
+    /// Stop container instance `id` of `c` in the background as upstream's killContainer:
+    /// its preStop hook, SIGTERM, SIGKILL once the pod's grace period (hook included) ends.
+    async fn kill_gracefully(&mut self, pod: &Pod, c: &Container, id: &str) {
+        if !self.stopping.insert(id.to_string()) {
             return;
-        };
-        let _ = shim.kill(id, libc_sigterm()).await;
+        }
         let grace = pod
             .spec
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30)
             .max(0) as u64;
-        let (dir, id) = (self.shim_dir(), id.to_string());
+        let t = self.hook_target(pod, c, id);
+        let r = self.reporter(pod);
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(grace)).await;
-            if let Ok(mut shim) = ShimClient::connect(&dir).await {
-                if let Ok(states) = shim.state().await {
-                    if states
-                        .iter()
-                        .any(|s| s.id == id && s.status == Status::Running)
-                    {
-                        let _ = shim
-                            .kill(&id, nix::sys::signal::Signal::SIGKILL as i32)
-                            .await;
-                    }
-                }
-            }
+            hooks::stop_container(&r, &t, Duration::from_secs(grace)).await;
         });
     }
 
@@ -940,7 +1062,19 @@ impl Worker {
             .await;
         }
         let began = Instant::now();
-        match self.rt.images.ensure(&name, policy, &auth).await {
+        let gone = self.gone.clone();
+        let result = tokio::select! {
+            r = self.rt.images.ensure(&name, policy, &auth) => r,
+            // The pod is being deleted: the pull is dropped (its partial blobs with it) so the
+            // deletion does not wait on a slow or hung registry.
+            _ = gone.cancelled() => {
+                return Err(Waiting {
+                    reason: "ErrImagePull",
+                    message: format!("pulling image \"{name}\" cancelled: the pod is being deleted"),
+                });
+            }
+        };
+        match result {
             Ok(img) => {
                 let msg = if present {
                     format!("Container image \"{name}\" already present on machine")

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::auth::{parse_challenge, Challenge, RegistryAuth};
 use super::error::{ImageError, RegistryError};
-use super::http::{next_chunk, HttpClient, Response};
+use super::http::{HttpClient, Response};
 use super::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use super::registries::{Endpoint, TlsConfig};
 
@@ -101,7 +101,7 @@ impl<'a> Session<'a> {
                 .map_err(|e| ImageError::io("create", dest, e))?;
             let mut hasher = Sha256::new();
             let mut written = 0u64;
-            while let Some(chunk) = next_chunk(&mut resp.body).await.map_err(fail)? {
+            while let Some(chunk) = resp.next_chunk().await.map_err(fail)? {
                 written += chunk.len() as u64;
                 if written > size {
                     return Err(ImageError::Layer {

@@ -22,13 +22,17 @@ use super::error::RegistryError;
 use super::registries::TlsConfig;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// A registry that stops sending for this long is treated as gone.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A registry that makes no progress for this long (no response headers, no body data) is
+/// treated as gone: kubelet's `--image-pull-progress-deadline` default. Never a bound on a
+/// whole pull, which would fail big layers on slow links.
+pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Incoming,
+    /// The client's progress deadline, for reading the body.
+    progress: Duration,
 }
 
 impl Response {
@@ -39,7 +43,7 @@ impl Response {
     /// Read the whole body, refusing more than `limit` bytes.
     pub async fn bytes(mut self, limit: u64) -> Result<Bytes, RegistryError> {
         let mut buf = BytesMut::new();
-        while let Some(chunk) = next_chunk(&mut self.body).await? {
+        while let Some(chunk) = self.next_chunk().await? {
             if (buf.len() + chunk.len()) as u64 > limit {
                 return Err(RegistryError::Protocol(format!(
                     "response body larger than {limit} bytes"
@@ -49,14 +53,24 @@ impl Response {
         }
         Ok(buf.freeze())
     }
+
+    /// The next data chunk of the body, `None` at the end; a registry that sends nothing
+    /// for the progress deadline fails it.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RegistryError> {
+        next_chunk(&mut self.body, self.progress).await
+    }
 }
 
-/// The next data chunk of a body, `None` at the end.
-pub async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, RegistryError> {
+async fn next_chunk(body: &mut Incoming, progress: Duration) -> Result<Option<Bytes>, RegistryError> {
     loop {
-        let frame = tokio::time::timeout(IDLE_TIMEOUT, body.frame())
+        let frame = tokio::time::timeout(progress, body.frame())
             .await
-            .map_err(|_| RegistryError::Timeout("no data from registry for 60s".into()))?;
+            .map_err(|_| {
+                RegistryError::Timeout(format!(
+                    "no data from the registry for {} (image pull progress deadline)",
+                    secs(progress)
+                ))
+            })?;
         match frame {
             None => return Ok(None),
             Some(Err(e)) => return Err(RegistryError::Http(e.to_string())),
@@ -69,16 +83,26 @@ pub async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, RegistryEr
     }
 }
 
-#[derive(Default)]
 pub struct HttpClient {
     /// TLS configs by endpoint host and settings; building one reads the system roots and
     /// key files.
     tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
+    /// How long a registry may make no progress before the request fails.
+    progress: Duration,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::with_progress_deadline(PROGRESS_DEADLINE)
+    }
 }
 
 impl HttpClient {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn with_progress_deadline(progress: Duration) -> Self {
+        HttpClient {
+            tls: Mutex::default(),
+            progress,
+        }
     }
 
     pub async fn send(
@@ -137,15 +161,16 @@ impl HttpClient {
             .await
             .map_err(|_| RegistryError::Timeout(format!("tls handshake with {addr}")))?
             .map_err(|e| RegistryError::Tls(format!("{addr}: {e}")))?;
-            exchange(TokioIo::new(stream), req).await?
+            exchange(TokioIo::new(stream), req, self.progress).await?
         } else {
-            exchange(TokioIo::new(tcp), req).await?
+            exchange(TokioIo::new(tcp), req, self.progress).await?
         };
         let (parts, body) = resp.into_parts();
         Ok(Response {
             status: parts.status,
             headers: parts.headers,
             body,
+            progress: self.progress,
         })
     }
 
@@ -169,6 +194,7 @@ impl HttpClient {
 async fn exchange<I>(
     io: I,
     req: Request<Full<Bytes>>,
+    progress: Duration,
 ) -> Result<http::Response<Incoming>, RegistryError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -180,10 +206,24 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req))
+    tokio::time::timeout(progress, sender.send_request(req))
         .await
-        .map_err(|_| RegistryError::Timeout("waiting for response headers".into()))?
+        .map_err(|_| {
+            RegistryError::Timeout(format!(
+                "no response headers from the registry within {} (image pull progress deadline)",
+                secs(progress)
+            ))
+        })?
         .map_err(|e| RegistryError::Http(e.to_string()))
+}
+
+/// A deadline as a user wrote it: whole seconds, or milliseconds below a second.
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 fn build_tls(tls: TlsConfig) -> Result<rustls::ClientConfig, RegistryError> {

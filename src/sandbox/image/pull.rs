@@ -186,6 +186,8 @@ async fn fetch(
             async move {
                 let _permit = limit.acquire_owned().await;
                 let tmp = layers.temp_path("blob");
+                // A pull given up half way (its future dropped) leaves no partial blob behind.
+                let _cleanup = RemoveOnDrop(tmp.clone());
                 let size = layers
                     .ensure(diff_id, None, || async {
                         session.blob_to_file(&desc.digest, desc.size, &tmp).await?;
@@ -203,4 +205,13 @@ async fn fetch(
         tags: reference.tagged().into_iter().collect(),
         digests: vec![reference.with_digest(&r.top_digest)],
     })
+}
+
+/// Removes a file when dropped, however the code holding it ended.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -107,6 +107,17 @@ impl ImageStore {
         registries: Registries,
         platform: Platform,
     ) -> Result<Self, ImageError> {
+        Self::open_with(root, registries, platform, super::http::PROGRESS_DEADLINE)
+    }
+
+    /// [`ImageStore::open`] with a progress deadline for registries: a pull whose registry
+    /// sends nothing (no response headers, no blob data) for that long fails.
+    pub fn open_with(
+        root: &Path,
+        registries: Registries,
+        platform: Platform,
+        progress_deadline: std::time::Duration,
+    ) -> Result<Self, ImageError> {
         let images_dir = root.join("images");
         let tmp = root.join("tmp");
         for d in [root, &images_dir] {
@@ -143,7 +154,7 @@ impl ImageStore {
                 root: root.to_path_buf(),
                 registries,
                 platform,
-                http: HttpClient::new(),
+                http: HttpClient::with_progress_deadline(progress_deadline),
                 layers,
                 images: RwLock::new(images),
                 pulls: KeyedLocks::default(),
