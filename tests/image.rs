@@ -744,3 +744,80 @@ async fn kill_9_mid_pull_leaves_no_partial_state() -> Result<()> {
     assert!(s.mount_rootfs(&img, &cdir)?.join("bin/busybox").is_file());
     Ok(())
 }
+
+fn deadline_store(root: &Path, mirror: &str, deadline: std::time::Duration) -> ImageStore {
+    let regs = Registries::parse(&mirror_yaml("docker.io", mirror))
+        .unwrap()
+        .with_default_endpoint(false);
+    ImageStore::open_with(root, regs, Platform::host(), deadline).unwrap()
+}
+
+/// Files left in the store's temp dir and layers (a failed pull must leave neither).
+fn leftovers(root: &Path) -> usize {
+    count_entries(&root.join("tmp")) + count_entries(&root.join("layers/sha256"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_registry_fails_the_pull_on_the_progress_deadline() -> Result<()> {
+    use image_support::hang::{Hang, Mode};
+    use std::time::Duration;
+    let reg = Registry::start(None)?;
+    reg.push("busybox", "library/busybox:latest")?;
+    let tmp = tempfile::tempdir()?;
+    let deadline = Duration::from_secs(1);
+
+    // Accepts, never answers: no response headers within the deadline.
+    let silent = Hang::start(reg.addr(), Mode::Silent)?;
+    let root = tmp.path().join("silent");
+    let s = deadline_store(&root, &silent.addr, deadline);
+    let t = Instant::now();
+    let err = s.pull("busybox", &[]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("no response headers from the registry within 1s (image pull progress deadline)")
+            && err.contains(&silent.addr),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(s.list().is_empty());
+    assert_eq!(leftovers(&root), 0);
+
+    // Manifest and config come, the layer's headers and first 4 KiB, then nothing.
+    let stall = Hang::start(reg.addr(), Mode::StallBlobs)?;
+    let root = tmp.path().join("stall");
+    let s = deadline_store(&root, &stall.addr, deadline);
+    let err = s.pull("busybox", &[]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("no data from the registry for 1s (image pull progress deadline)")
+            && err.contains("layer"),
+        "{err}"
+    );
+    assert!(s.list().is_empty());
+    assert_eq!(leftovers(&root), 0);
+
+    // A pull given up by its caller mid-blob (a pod deleted) leaves no partial blob.
+    let trickle = Hang::start(reg.addr(), Mode::TrickleBlobs)?;
+    let root = tmp.path().join("trickle");
+    let s = deadline_store(&root, &trickle.addr, deadline);
+    let pull = tokio::spawn({
+        let s = s.clone();
+        async move { s.pull("busybox", &[]).await }
+    });
+    let until = Instant::now() + Duration::from_secs(20);
+    while count_entries(&root.join("tmp")) == 0 {
+        anyhow::ensure!(Instant::now() < until, "the blob download never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Slow but moving: the deadline is on progress, not on the whole pull.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!pull.is_finished(), "a trickling registry was cut off");
+    pull.abort();
+    let _ = pull.await;
+    assert!(s.list().is_empty());
+    assert_eq!(leftovers(&root), 0);
+
+    // The same store pulls from a registry that answers.
+    let root = tmp.path().join("good");
+    let s = deadline_store(&root, &reg.addr(), deadline);
+    assert!(s.pull("busybox", &[]).await.is_ok());
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod hang;
 pub mod registry;
 pub mod slow_proxy;
 pub mod tls;

@@ -27,17 +27,29 @@ impl Node {
     }
 
     pub fn start_with(name: &str, cidr: &str, extra: &[&str]) -> Node {
+        Self::start_with_mirrors(name, cidr, &[], extra)
+    }
+
+    /// With more plain-HTTP mirrors in registries.yaml: (registry, `host:port`) pairs.
+    pub fn start_with_mirrors(
+        name: &str,
+        cidr: &str,
+        mirrors: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Node {
         let registry = Registry::start(None).expect("registry");
         registry
             .push("busybox", "library/busybox:latest")
             .expect("push busybox");
         let files = tempfile::tempdir().unwrap();
         let regfile = files.path().join("registries.yaml");
-        std::fs::write(
-            &regfile,
-            super::image_support::mirror_yaml("docker.io", &registry.addr()),
-        )
-        .unwrap();
+        let mut yaml = super::image_support::mirror_yaml("docker.io", &registry.addr());
+        for (reg, addr) in mirrors {
+            yaml.push_str(&format!(
+                "  \"{reg}\":\n    endpoint:\n      - \"http://{addr}\"\n"
+            ));
+        }
+        std::fs::write(&regfile, yaml).unwrap();
         let mut args = vec![
             "--node-name",
             name,
