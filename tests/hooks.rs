@@ -115,7 +115,10 @@ spec:
     let request = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the httpGet preStop hook reached its host");
-    assert!(request.starts_with("GET /stopping HTTP/1.1\r\n"), "{request}");
+    assert!(
+        request.starts_with("GET /stopping HTTP/1.1\r\n"),
+        "{request}"
+    );
     assert!(
         request.to_lowercase().contains("x-hook: second"),
         "{request}"

@@ -773,8 +773,9 @@ async fn a_hung_registry_fails_the_pull_on_the_progress_deadline() -> Result<()>
     let t = Instant::now();
     let err = s.pull("busybox", &[]).await.unwrap_err().to_string();
     assert!(
-        err.contains("no response headers from the registry within 1s (image pull progress deadline)")
-            && err.contains(&silent.addr),
+        err.contains(
+            "no response headers from the registry within 1s (image pull progress deadline)"
+        ) && err.contains(&silent.addr),
         "{err}"
     );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());

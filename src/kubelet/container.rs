@@ -1,7 +1,8 @@
 //! One container of a PodSpec translated into the sandbox's `ContainerSpec`: the command
 //! (image entrypoint/cmd merged with command/args as upstream), user and groups from the
 //! security contexts or the image, capabilities, seccomp, resources to cgroup values and the
-//! volume mounts. Pure: the caller resolved the image, environment and volumes.
+//! volume mounts. Pure but for subPaths, which `subpath` binds safely first: the caller
+//! resolved the image, environment and volumes.
 
 use super::volumes::PodVolumes;
 use crate::registry::rules::quantity::Quantity;
@@ -28,8 +29,14 @@ pub enum ConfigError {
     UnknownGroup(String),
     #[error("volume {0:?} of a volumeMount is not in the pod's volumes")]
     NoVolume(String),
-    #[error("subPath {0:?} must be a relative path without '..' that stays inside its volume")]
-    BadSubPath(String),
+    #[error(
+        "failed to prepare subPath for volumeMount {mount:?} of container {container:?}: {source}"
+    )]
+    SubPath {
+        mount: String,
+        container: String,
+        source: super::subpath::SubPathError,
+    },
     #[error("seccomp profile type {0:?} is not supported")]
     Seccomp(String),
 }
@@ -47,6 +54,8 @@ pub struct Context<'a> {
     pub etc_files: Vec<(String, PathBuf)>,
     pub hostname: String,
     pub cgroup_parent: String,
+    /// Where this pod's subPaths are bound (`<pod dir>/volume-subpaths`).
+    pub subpaths: PathBuf,
 }
 
 /// The command a container runs: upstream's rules for command/args over the image's
@@ -150,32 +159,6 @@ fn seccomp_of(t: &str) -> Result<Seccomp, ConfigError> {
     }
 }
 
-/// `sub` inside the volume at `root`, created as directories where missing, with every
-/// existing component resolved on the host and required to stay inside the volume: a
-/// symlink a container left in the volume cannot point a mount at the host's files.
-pub fn resolve_sub_path(root: &Path, sub: &str) -> Result<PathBuf, ConfigError> {
-    let bad = || ConfigError::BadSubPath(sub.to_string());
-    let base = std::fs::canonicalize(root).map_err(|_| bad())?;
-    let mut cur = base.clone();
-    for part in sub.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        let next = cur.join(part);
-        match std::fs::symlink_metadata(&next) {
-            Ok(_) => {
-                cur = std::fs::canonicalize(&next).map_err(|_| bad())?;
-                if !cur.starts_with(&base) {
-                    return Err(bad());
-                }
-            }
-            Err(_) => {
-                // The parent is inside the volume and resolved; a new directory stays there.
-                std::fs::create_dir(&next).map_err(|_| bad())?;
-                cur = next;
-            }
-        }
-    }
-    Ok(cur)
-}
-
 /// The container's spec for the sandbox.
 pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigError> {
     let pod_spec = cx.pod.spec.clone().unwrap_or_default();
@@ -256,7 +239,7 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
             propagation: Propagation::Private,
         });
     }
-    for vm in c.volume_mounts.iter().flatten() {
+    for (index, vm) in c.volume_mounts.iter().flatten().enumerate() {
         let vol = cx
             .volumes
             .get(&vm.name)
@@ -264,10 +247,18 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
         let mut source = vol.path.clone();
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             let sub = super::env::expand(sub, &env_map);
-            if sub.starts_with('/') || sub.split('/').any(|p| p == "..") {
-                return Err(ConfigError::BadSubPath(sub));
-            }
-            source = resolve_sub_path(&source, &sub)?;
+            let target = cx
+                .subpaths
+                .join(&vm.name)
+                .join(&c.name)
+                .join(index.to_string());
+            source = super::subpath::bind(&source, &sub, &target).map_err(|source| {
+                ConfigError::SubPath {
+                    mount: vm.name.clone(),
+                    container: c.name.clone(),
+                    source,
+                }
+            })?;
         }
         mounts.push(Mount {
             source,
@@ -331,34 +322,4 @@ pub fn build(c: &Container, cx: &Context<'_>) -> Result<ContainerSpec, ConfigErr
         spec.cwd = "/".into();
     }
     Ok(spec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sub_paths_stay_inside_their_volume() {
-        let vol = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), vol.path().join("escape")).unwrap();
-        std::os::unix::fs::symlink("inner", vol.path().join("alias")).unwrap();
-        std::fs::create_dir(vol.path().join("inner")).unwrap();
-        let root = std::fs::canonicalize(vol.path()).unwrap();
-        assert_eq!(
-            resolve_sub_path(vol.path(), "a/b").unwrap(),
-            root.join("a/b")
-        );
-        assert!(root.join("a/b").is_dir());
-        assert_eq!(
-            resolve_sub_path(vol.path(), "alias/x").unwrap(),
-            root.join("inner/x")
-        );
-        assert!(resolve_sub_path(vol.path(), "escape").is_err());
-        assert!(resolve_sub_path(vol.path(), "escape/new").is_err());
-        assert!(
-            !outside.path().join("new").exists(),
-            "a directory was made outside the volume"
-        );
-    }
 }

@@ -330,7 +330,10 @@ mod tests {
             ..Default::default()
         };
         let err = run(&h, &target()).await.unwrap_err();
-        assert!(err.starts_with("Cannot run handler: invalid handler"), "{err}");
+        assert!(
+            err.starts_with("Cannot run handler: invalid handler"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ pub mod server;
 pub mod spdy;
 pub mod spdyexec;
 pub mod status;
+pub mod subpath;
 pub mod tokens;
 pub mod volumes;
 pub mod worker;

@@ -515,6 +515,7 @@ fn mount_tmpfs(volume: &str, dir: &Path, size: Option<&str>) -> Result<(), Volum
 /// Undo what `prepare` mounted (tmpfs emptyDirs), then remove the pod's volume directories.
 /// hostPath volumes are never touched.
 pub fn cleanup(pod_dir: &Path) -> std::io::Result<()> {
+    super::subpath::cleanup(pod_dir)?;
     let base = pod_dir.join("volumes");
     let Ok(entries) = std::fs::read_dir(&base) else {
         return Ok(());

@@ -794,6 +794,7 @@ impl Worker {
             etc_files,
             hostname: self.hostname(pod, host_network),
             cgroup_parent: format!("/kubepods/pod{}", self.uid),
+            subpaths: self.pod_dir().join(super::subpath::DIR),
         };
         let spec = container::build(c, &cx).map_err(|e| config_err(e.to_string()))?;
         let log_path = self
@@ -1299,8 +1300,16 @@ impl Worker {
     /// removes them with the pod.
     fn remove_files(&self) {
         let dir = self.pod_dir();
-        let _ = volumes::cleanup(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
+        // Removing recursively through a mount that could not be undone would reach into
+        // what it shows (a volume, a host path): such a pod directory stays.
+        match volumes::cleanup(&dir) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.uid, error = %e, "pod volumes left in place");
+            }
+        }
         let suffix = format!("_{}", self.uid);
         if let Ok(entries) = std::fs::read_dir(&self.rt.log_dir) {
             for e in entries.flatten() {

@@ -77,10 +77,7 @@ fn serve(mut client: TcpStream, upstream: &str, mode: Mode, flag: &AtomicBool) {
         return;
     };
     // One request per connection: the client opens a connection per request.
-    let head = String::from_utf8_lossy(&head).replace(
-        "\r\n\r\n",
-        "\r\nConnection: close\r\n\r\n",
-    );
+    let head = String::from_utf8_lossy(&head).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
     if server.write_all(head.as_bytes()).is_err() {
         return;
     }

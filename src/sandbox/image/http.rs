@@ -61,7 +61,10 @@ impl Response {
     }
 }
 
-async fn next_chunk(body: &mut Incoming, progress: Duration) -> Result<Option<Bytes>, RegistryError> {
+async fn next_chunk(
+    body: &mut Incoming,
+    progress: Duration,
+) -> Result<Option<Bytes>, RegistryError> {
     loop {
         let frame = tokio::time::timeout(progress, body.frame())
             .await
