@@ -36,7 +36,7 @@ fn wait_gone(n: &Node, pod: &str, secs: u64) {
 #[test]
 fn hooks_run_around_a_containers_life() {
     let _g = serial();
-    let n = Node::start("hooks-1", "10.211.0.0/16");
+    let n = Node::start("hooks-1", "10.221.0.0/16");
     let s = &n.server;
     let out = tempfile::tempdir().unwrap();
     let order = out.path().join("order");
@@ -143,7 +143,7 @@ spec:
 #[test]
 fn failing_hooks_are_reported_and_the_grace_period_bounds_them() {
     let _g = serial();
-    let n = Node::start("hooks-2", "10.212.0.0/16");
+    let n = Node::start("hooks-2", "10.222.0.0/16");
     let s = &n.server;
     s.k_in(
         &["apply", "-f", "-"],

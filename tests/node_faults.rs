@@ -40,7 +40,7 @@ fn a_hung_registry_fails_pulls_on_the_deadline_and_deletion_does_not_wait_for_it
     let trickle = Hang::start(reg.addr(), Mode::TrickleBlobs).unwrap();
     let n = Node::start_with_mirrors(
         "faults-1",
-        "10.213.0.0/16",
+        "10.223.0.0/16",
         &[("hung.test", &silent.addr), ("slow.test", &trickle.addr)],
         &["--image-pull-progress-deadline", "2s"],
     );
@@ -127,7 +127,7 @@ fn a_hung_registry_fails_pulls_on_the_deadline_and_deletion_does_not_wait_for_it
 #[test]
 fn a_sub_path_symlink_out_of_its_volume_is_refused() {
     let _g = serial();
-    let n = Node::start("faults-2", "10.214.0.0/16");
+    let n = Node::start("faults-2", "10.224.0.0/16");
     let s = &n.server;
     s.k_in(
         &["apply", "-f", "-"],

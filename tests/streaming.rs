@@ -540,3 +540,97 @@ spec:
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// kubectl on a terminal of its own (util-linux `script` gives it a pty of `cols`x`rows`),
+/// fed `input`: (exit code, everything the terminal showed).
+fn kubectl_on_a_tty(n: &Node, args: &[&str], input: &str) -> (i32, String) {
+    let cmd = format!(
+        "stty cols 123 rows 45; exec kubectl {}",
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KUBECONFIG", &n.server.kubeconfig)
+        .env("HOME", n.server.data_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut w = child.stdin.take().expect("stdin");
+    // Typed once the session is up, line by line as a user would.
+    std::thread::sleep(Duration::from_secs(2));
+    for line in input.split_inclusive('\n') {
+        w.write_all(line.as_bytes()).expect("write stdin");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().expect("script");
+    drop(w);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn attach_to_a_tty_container_and_run_it_interactively() {
+    let _g = serial();
+    let n = Node::start("stream-6", "10.225.0.0/16");
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: term}
+spec:
+  nodeName: stream-6
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    stdin: true
+    tty: true
+    command: ["sh"]
+"#,
+    );
+    n.wait_phase("term", "Running");
+    let (code, out) = kubectl_on_a_tty(
+        &n,
+        &["attach", "-it", "term"],
+        "test -t 0 && echo tty-$((40+2))\nstty size\nexit\n",
+    );
+    assert_eq!(code, 0, "{out}\n{}", n.server.log());
+    // The shell's stdin is a terminal, sized as kubectl's own.
+    assert!(out.contains("tty-42"), "{out}");
+    assert!(out.contains("45 123"), "the resize did not reach the pty: {out}");
+    n.wait_phase("term", "Succeeded");
+    let logs = n.server.k(&["logs", "term"]);
+    assert!(logs.contains("tty-42"), "a terminal's output goes to the log: {logs}");
+
+    // kubectl run -it --rm: the pod is made with a terminal, attached to, and removed.
+    let (code, out) = kubectl_on_a_tty(
+        &n,
+        &[
+            "run",
+            "scratch",
+            "-it",
+            "--rm",
+            "--restart=Never",
+            "--image=busybox",
+            "--",
+            "sh",
+        ],
+        "echo $((6*7))-answer\nexit\n",
+    );
+    assert_eq!(code, 0, "{out}\n{}", n.server.log());
+    assert!(out.contains("42-answer"), "{out}");
+    assert!(out.contains("pod \"scratch\" deleted"), "{out}");
+    n.wait("the scratch pod to be gone", 30, |s| {
+        !s.kubectl(&["get", "pod", "scratch"]).0
+    });
+}

@@ -200,6 +200,13 @@ fn fds_to_stdio(fds: session::Fds, o: &Options) -> std::io::Result<Stdio> {
     for (name, fd) in fds {
         let fd = Arc::new(Fd::new(fd)?);
         match name {
+            // Attaching to a terminal: its stdin is the pty master, which also takes resizes.
+            Named::Stdin if o.tty => {
+                if o.stdin {
+                    stdio.stdin = Some(fd.clone());
+                }
+                stdio.pty = Some(fd);
+            }
             Named::Stdin if o.stdin => stdio.stdin = Some(fd),
             Named::Stdin => {}
             Named::Stdout => stdio.outputs.push((

@@ -295,9 +295,6 @@ impl ContainerSpec {
                 )));
             }
         }
-        if self.tty {
-            return Err(self.invalid("tty is not supported yet"));
-        }
         Ok(())
     }
 

@@ -14,7 +14,8 @@ use super::protocol::{ErrorKind, Response, Status, Stdio};
 
 impl Pod {
     /// `Attach`: new pipes that get the container's output from now on, and its stdin
-    /// (a duplicate, or ours itself when `stdinOnce`, so the attacher's close is the EOF).
+    /// (a duplicate, or ours itself when `stdinOnce`, so the attacher's close is the EOF;
+    /// for a terminal, its pty master, which also takes resizes).
     pub fn attach(&mut self, id: &str) -> super::exec::FdReply {
         let e = self.get(id)?;
         if e.state.status != Status::Running {
@@ -28,7 +29,12 @@ impl Pod {
         };
         let mut fds = Vec::new();
         let mut names = Vec::new();
-        if e.stdin_once {
+        if let Some(pty) = &e.pty {
+            // A terminal's input is its master: the attacher writes there and resizes it.
+            let dup = pty.try_clone().map_err(|err| failed("dup pty", &err))?;
+            fds.push(dup);
+            names.push(Stdio::Stdin);
+        } else if e.stdin_once {
             if let Some(fd) = e.stdin.take() {
                 fds.push(fd);
                 names.push(Stdio::Stdin);

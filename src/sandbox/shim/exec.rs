@@ -234,7 +234,7 @@ fn start_tty(
 }
 
 /// Accepts libcontainer's console connection and takes the pty master it carries.
-fn receive_master(listener: &UnixListener) -> Result<OwnedFd, (ErrorKind, String)> {
+pub(super) fn receive_master(listener: &UnixListener) -> Result<OwnedFd, (ErrorKind, String)> {
     let mut p = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
     match poll(&mut p, PollTimeout::from(CONSOLE_WAIT_MS)) {
         Ok(n) if n > 0 => {}

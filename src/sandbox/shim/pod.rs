@@ -34,6 +34,9 @@ pub struct Entry {
     pub stdin_once: bool,
     /// Attachers' output pipes (write ends), indexed by `Stream as usize`.
     pub attached: Vec<[Option<OwnedFd>; 2]>,
+    /// A terminal container's pty master: its output is read as stdout, attachers write
+    /// its input and resize it. Lost when the shim restarts, like `stdin`.
+    pub pty: Option<OwnedFd>,
 }
 
 pub struct Pod {
@@ -43,6 +46,12 @@ pub struct Pod {
 }
 
 pub type Reply = Result<Response, (ErrorKind, String)>;
+
+/// What `create_in` made: libcontainer's container and, for a terminal, the pty master.
+struct Created {
+    runtime: runtime::Created,
+    pty: Option<OwnedFd>,
+}
 
 fn now() -> String {
     jiff::Timestamp::now().to_string()
@@ -83,6 +92,7 @@ impl Pod {
                 stdin: None,
                 stdin_once: false,
                 attached: Vec::new(),
+                pty: None,
             };
             pod.containers.insert(entry.state.id.clone(), entry);
         }
@@ -144,16 +154,25 @@ impl Pod {
         spec::write_bundle(spec, &bundle).map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
         let log =
             ContainerLog::open(log_path, limits).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
-        let created =
-            runtime::create(&self.state_root, &bundle, &spec.id, spec.stdin).map_err(|e| {
-                let _ = std::fs::remove_dir_all(&bundle);
-                (ErrorKind::Failed, e.to_string())
-            })?;
+        let created = self.create_in(spec, &bundle).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&bundle);
+            e
+        })?;
+        // A terminal's output is its master's: read as stdout.
+        let (pty, stdout) = match created.pty {
+            Some(master) => {
+                let read = master
+                    .try_clone()
+                    .map_err(|e| (ErrorKind::Failed, format!("pty of {}: {e}", spec.id)))?;
+                (Some(master), Some(read))
+            }
+            None => (None, created.runtime.stdout),
+        };
         let entry = Entry {
             state: ContainerState {
                 id: spec.id.clone(),
                 status: Status::Created,
-                pid: Some(created.pid),
+                pid: Some(created.runtime.pid),
                 exit_code: None,
                 created_at: now(),
                 started_at: None,
@@ -163,14 +182,46 @@ impl Pod {
                 cgroup_path: spec.cgroup_path.clone(),
             },
             log: Some(log),
-            pipes: [Some(created.stdout), Some(created.stderr)],
+            pipes: [stdout, created.runtime.stderr],
             pidfd: None,
-            stdin: created.stdin,
+            stdin: created.runtime.stdin,
             stdin_once: spec.stdin_once,
             attached: Vec::new(),
+            pty,
         };
         self.containers.insert(spec.id.clone(), entry);
         self.saved(Response::Ok)
+    }
+
+    /// The container made by libcontainer; for a terminal, with its pty master, received on a
+    /// console socket of this pod's directory.
+    fn create_in(&self, spec: &ContainerSpec, bundle: &Path) -> Result<Created, (ErrorKind, String)> {
+        let failed = |e: runtime::RuntimeError| (ErrorKind::Failed, e.to_string());
+        if !spec.tty {
+            return runtime::create(&self.state_root, bundle, &spec.id, spec.stdin, None)
+                .map(|runtime| Created { runtime, pty: None })
+                .map_err(failed);
+        }
+        let sock = self.dir.join(format!("tty-{}.sock", spec.id));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock)
+            .map_err(|e| (ErrorKind::Failed, format!("bind {}: {e}", sock.display())))?;
+        let res = runtime::create(&self.state_root, bundle, &spec.id, false, Some(&sock))
+            .map_err(failed)
+            .and_then(|runtime| {
+                let master = super::exec::receive_master(&listener)?;
+                nix::fcntl::fcntl(
+                    master.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                )
+                .map_err(|e| (ErrorKind::Failed, format!("pty of {}: {e}", spec.id)))?;
+                Ok(Created {
+                    runtime,
+                    pty: Some(master),
+                })
+            });
+        let _ = std::fs::remove_file(&sock);
+        res
     }
 
     pub fn start(&mut self, id: &str) -> Reply {

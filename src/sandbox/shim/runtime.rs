@@ -38,8 +38,9 @@ pub enum RuntimeError {
 #[derive(Debug)]
 pub struct Created {
     pub pid: i32,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// The output pipes; with a terminal, the init's console is the pty and there are none.
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
 }
 
@@ -95,20 +96,30 @@ fn nonblocking_pipe(id: &str) -> Result<(OwnedFd, OwnedFd), RuntimeError> {
 
 /// Creates the container from `<bundle>/config.json`, with state under `state_root`.
 /// With `stdin`, the container reads a pipe whose write end the shim keeps (for attach).
+/// With `console` (the spec asks for a terminal), its init gets a pty instead, whose master
+/// libcontainer sends over that socket.
 pub fn create(
     state_root: &Path,
     bundle: &Path,
     id: &str,
     stdin: bool,
+    console: Option<&Path>,
 ) -> Result<Created, RuntimeError> {
-    let (out_r, out_w) = nonblocking_pipe(id)?;
-    let (err_r, err_w) = nonblocking_pipe(id)?;
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_executor(ShimExecutor)
         .with_root_path(state_root)
         .map_err(lc_err("create", id))?;
+    let (mut stdout, mut stderr) = (None, None);
+    if let Some(sock) = console {
+        builder = builder.with_console_socket(Some(sock));
+    } else {
+        let (out_r, out_w) = nonblocking_pipe(id)?;
+        let (err_r, err_w) = nonblocking_pipe(id)?;
+        builder = builder.with_stdout(out_w).with_stderr(err_w);
+        (stdout, stderr) = (Some(out_r), Some(err_r));
+    }
     let mut stdin_w = None;
-    if stdin {
+    if stdin && console.is_none() {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| RuntimeError::Pipe {
             id: id.to_string(),
             source,
@@ -117,8 +128,6 @@ pub fn create(
         stdin_w = Some(w);
     }
     let container = builder
-        .with_stdout(out_w)
-        .with_stderr(err_w)
         .validate_id()
         .map_err(lc_err("create", id))?
         .as_init(bundle)
@@ -136,8 +145,8 @@ pub fn create(
         })?;
     Ok(Created {
         pid,
-        stdout: out_r,
-        stderr: err_r,
+        stdout,
+        stderr,
         stdin: stdin_w,
     })
 }
