@@ -1,9 +1,10 @@
 //! Container lifecycle hooks with real pods, driven with kubectl: postStart and preStop exec
 //! hooks run in the container around its life (postStart before the next container starts,
 //! preStop before SIGTERM), httpGet hooks reach their host with the path and headers given, a
-//! failing postStart kills and restarts the container, a failing preStop is reported and the
-//! deletion goes on, and the grace period bounds a preStop hook that would outlast it. The
-//! hooks write what they saw into a hostPath directory the test reads.
+//! liveness restart runs preStop first, a failing postStart kills and restarts the container,
+//! a failing preStop is reported and the deletion goes on, and the grace period bounds a
+//! preStop hook that would outlast it. The hooks write what they saw into a hostPath
+//! directory the test reads.
 
 mod common;
 mod image_support;
@@ -138,6 +139,46 @@ spec:
         began.elapsed() >= Duration::from_secs(1),
         "the deletion did not wait for the preStop hook"
     );
+
+    // A container restarted for failing its liveness probe runs its preStop hook first.
+    let live = out.path().join("live");
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unhealthy
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - name: out
+    hostPath: {{path: "{dir}", type: Directory}}
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'echo term >> /out/live; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    livenessProbe:
+      exec: {{command: ["false"]}}
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 1
+    lifecycle:
+      preStop:
+        exec: {{command: ["sh", "-c", "echo prestop >> /out/live"]}}
+"#,
+        dir = out.path().display()
+    );
+    s.k_in(&["apply", "-f", "-"], &manifest);
+    n.wait("the unhealthy container to be restarted", 60, |_| {
+        n.jsonpath("unhealthy", "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
+    });
+    let text = std::fs::read_to_string(&live).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.get(..2), Some(&["prestop", "term"][..]), "{text}");
 }
 
 #[test]

@@ -571,8 +571,7 @@ fn kubectl_on_a_tty(n: &Node, args: &[&str], input: &str) -> (i32, String) {
     drop(w);
     (
         out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 
@@ -607,10 +606,16 @@ spec:
     assert_eq!(code, 0, "{out}\n{}", n.server.log());
     // The shell's stdin is a terminal, sized as kubectl's own.
     assert!(out.contains("tty-42"), "{out}");
-    assert!(out.contains("45 123"), "the resize did not reach the pty: {out}");
+    assert!(
+        out.contains("45 123"),
+        "the resize did not reach the pty: {out}"
+    );
     n.wait_phase("term", "Succeeded");
     let logs = n.server.k(&["logs", "term"]);
-    assert!(logs.contains("tty-42"), "a terminal's output goes to the log: {logs}");
+    assert!(
+        logs.contains("tty-42"),
+        "a terminal's output goes to the log: {logs}"
+    );
 
     // kubectl run -it --rm: the pod is made with a terminal, attached to, and removed.
     let (code, out) = kubectl_on_a_tty(

@@ -154,9 +154,8 @@ impl Pod {
         spec::write_bundle(spec, &bundle).map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
         let log =
             ContainerLog::open(log_path, limits).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
-        let created = self.create_in(spec, &bundle).map_err(|e| {
+        let created = self.create_in(spec, &bundle).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&bundle);
-            e
         })?;
         // A terminal's output is its master's: read as stdout.
         let (pty, stdout) = match created.pty {
@@ -195,7 +194,11 @@ impl Pod {
 
     /// The container made by libcontainer; for a terminal, with its pty master, received on a
     /// console socket of this pod's directory.
-    fn create_in(&self, spec: &ContainerSpec, bundle: &Path) -> Result<Created, (ErrorKind, String)> {
+    fn create_in(
+        &self,
+        spec: &ContainerSpec,
+        bundle: &Path,
+    ) -> Result<Created, (ErrorKind, String)> {
         let failed = |e: runtime::RuntimeError| (ErrorKind::Failed, e.to_string());
         if !spec.tty {
             return runtime::create(&self.state_root, bundle, &spec.id, spec.stdin, None)
