@@ -378,8 +378,12 @@ impl Worker {
         }
         if terminal == Some(true) {
             // Sidecars end with the pod.
-            self.kill_running(&by_name, &spec.init_containers.clone().unwrap_or_default())
-                .await;
+            self.kill_running(
+                pod,
+                &by_name,
+                &spec.init_containers.clone().unwrap_or_default(),
+            )
+            .await;
         }
 
         // Observe again after acting, so the status shows what was just started.
@@ -553,18 +557,18 @@ impl Worker {
         }
     }
 
+    /// Stop the running ones of `which` (sidecars once the pod is done), each with its
+    /// preStop hook and the pod's grace period, as upstream.
     async fn kill_running(
         &mut self,
+        pod: &Pod,
         by_name: &BTreeMap<String, Vec<(u32, ContainerState)>>,
         which: &[Container],
     ) {
-        let Some(shim) = self.shim.as_mut() else {
-            return;
-        };
         for c in which {
             if let Some((_, s)) = by_name.get(&c.name).and_then(|v| v.last()) {
                 if s.status == Status::Running {
-                    let _ = shim.kill(&s.id, libc_sigterm()).await;
+                    self.kill_gracefully(pod, c, &s.id).await;
                 }
             }
         }
