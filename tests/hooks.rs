@@ -179,6 +179,50 @@ spec:
     let text = std::fs::read_to_string(&live).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.get(..2), Some(&["prestop", "term"][..]), "{text}");
+
+    // A sidecar stops with its preStop hook once the pod's main container is done.
+    let side = out.path().join("side");
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sidecar
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - name: out
+    hostPath: {{path: "{dir}", type: Directory}}
+  initContainers:
+  - name: helper
+    image: busybox
+    restartPolicy: Always
+    command: ["sh", "-c", "trap 'echo term >> /out/side; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop:
+        exec: {{command: ["sh", "-c", "echo prestop >> /out/side"]}}
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "1"]
+"#,
+        dir = out.path().display()
+    );
+    s.k_in(&["apply", "-f", "-"], &manifest);
+    n.wait_phase("sidecar", "Succeeded");
+    n.wait("the sidecar to stop", 30, |_| {
+        std::fs::read_to_string(&side)
+            .unwrap_or_default()
+            .contains("term")
+    });
+    let text = std::fs::read_to_string(&side).unwrap();
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["prestop", "term"],
+        "{text}"
+    );
 }
 
 #[test]

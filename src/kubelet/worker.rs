@@ -186,8 +186,10 @@ impl Worker {
             };
             let t = self.hook_target(pod, c, &s.id);
             let r = reporter.clone();
+            // One already being stopped has had its hook.
+            let hook = !self.stopping.contains(&s.id);
             stops.push(async move {
-                if Hook::PreStop.of(&t.container).is_some() {
+                if hook && Hook::PreStop.of(&t.container).is_some() {
                     hooks::pre_stop(&r, &t, grace).await;
                 }
                 if let Ok(mut shim) = ShimClient::connect(&t.shim_dir).await {
@@ -197,6 +199,22 @@ impl Worker {
         }
         futures::future::join_all(stops).await;
         grace.saturating_sub(began.elapsed()).max(hooks::MIN_GRACE)
+    }
+
+    /// Whether a container this worker began to stop gracefully still runs.
+    async fn still_stopping(&mut self) -> bool {
+        if self.stopping.is_empty() {
+            return false;
+        }
+        if self.shim.is_none() {
+            self.shim = ShimClient::connect(&self.shim_dir()).await.ok();
+        }
+        let Ok(states) = self.shim_state().await else {
+            return false;
+        };
+        states
+            .iter()
+            .any(|s| s.status == Status::Running && self.stopping.contains(&s.id))
     }
 
     /// Run `c`'s postStart hook (the worker waits for it, so the next container does not
@@ -269,8 +287,12 @@ impl Worker {
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded") | Some("Failed")) {
-            // Done for good: nothing runs, the network is released, logs stay.
+            // Done for good: nothing runs, the network is released, logs stay. Sidecars
+            // being stopped (preStop, SIGTERM, SIGKILL after the grace period) finish first.
             if self.shim.is_some() || self.shim_dir().exists() {
+                if self.still_stopping().await {
+                    return Some(Duration::from_millis(500));
+                }
                 self.stop(Duration::from_secs(0)).await;
             }
             return Some(Duration::from_secs(3600));
