@@ -7,7 +7,6 @@
 use super::container::{self, Context};
 use super::env::{self, Sources};
 use super::events;
-use super::hooks::{self, Hook};
 use super::probes::Prober;
 use super::status::{self, Instance, Observed, PodView};
 use super::volumes;
@@ -24,6 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+mod stopping;
 
 /// Longest back-off between restarts of a crashing container, as upstream.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -118,140 +119,6 @@ impl Worker {
     /// The token whose cancellation tells this worker its pod is going away.
     pub fn gone(&self) -> CancellationToken {
         self.gone.clone()
-    }
-
-    /// The address hooks and probes reach the pod at.
-    fn pod_ip(&self, pod: &Pod) -> Option<IpAddr> {
-        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
-            Some(self.rt.node_ip)
-        } else {
-            self.pod_ips.first().copied()
-        }
-    }
-
-    fn reporter(&self, pod: &Pod) -> hooks::Reporter {
-        hooks::Reporter {
-            client: self.rt.client.clone(),
-            node: self.rt.node_name.clone(),
-            pod: pod.clone(),
-        }
-    }
-
-    fn hook_target(&self, pod: &Pod, c: &Container, id: &str) -> hooks::Target {
-        let mut t = hooks::Target::new(pod, c, id, self.shim_dir());
-        t.ip = self.pod_ip(pod);
-        t
-    }
-
-    /// Before the pod's containers stop on deletion: each running container with a preStop
-    /// hook runs it while those without get SIGTERM at once; returns what is left of `grace`
-    /// for the stop that follows.
-    async fn pre_stop_all(&mut self, pod: &Pod, grace: Duration) -> Duration {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let any = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(spec.containers.iter())
-            .any(|c| Hook::PreStop.of(c).is_some());
-        if !any || grace.is_zero() {
-            return grace;
-        }
-        let dir = self.shim_dir();
-        let states = match self.shim.as_mut() {
-            Some(shim) => shim.state().await,
-            None => match ShimClient::connect(&dir).await {
-                Ok(mut shim) => shim.state().await,
-                Err(e) => Err(e),
-            },
-        };
-        let Ok(states) = states else {
-            return grace;
-        };
-        let began = Instant::now();
-        let reporter = self.reporter(pod);
-        let mut stops = Vec::new();
-        for s in states.iter().filter(|s| s.status == Status::Running) {
-            let Some((name, _)) = identify(s) else {
-                continue;
-            };
-            let Some(c) = spec
-                .init_containers
-                .iter()
-                .flatten()
-                .chain(spec.containers.iter())
-                .find(|c| c.name == name)
-            else {
-                continue;
-            };
-            let t = self.hook_target(pod, c, &s.id);
-            let r = reporter.clone();
-            // One already being stopped has had its hook.
-            let hook = !self.stopping.contains(&s.id);
-            stops.push(async move {
-                if hook && Hook::PreStop.of(&t.container).is_some() {
-                    hooks::pre_stop(&r, &t, grace).await;
-                }
-                if let Ok(mut shim) = ShimClient::connect(&t.shim_dir).await {
-                    let _ = shim.kill(&t.id, libc_sigterm()).await;
-                }
-            });
-        }
-        futures::future::join_all(stops).await;
-        grace.saturating_sub(began.elapsed()).max(hooks::MIN_GRACE)
-    }
-
-    /// Whether a container this worker began to stop gracefully still runs.
-    async fn still_stopping(&mut self) -> bool {
-        if self.stopping.is_empty() {
-            return false;
-        }
-        if self.shim.is_none() {
-            self.shim = ShimClient::connect(&self.shim_dir()).await.ok();
-        }
-        let Ok(states) = self.shim_state().await else {
-            return false;
-        };
-        states
-            .iter()
-            .any(|s| s.status == Status::Running && self.stopping.contains(&s.id))
-    }
-
-    /// Run `c`'s postStart hook (the worker waits for it, so the next container does not
-    /// start before it returns). A failure is reported and the container killed, to be
-    /// restarted per the pod's restartPolicy, as upstream.
-    async fn post_start(&mut self, pod: &Pod, c: &Container, id: &str) -> Result<(), Waiting> {
-        let Some(h) = Hook::PostStart.of(c) else {
-            return Ok(());
-        };
-        let t = self.hook_target(pod, c, id);
-        let gone = self.gone.clone();
-        let result = tokio::select! {
-            r = hooks::run(h, &t) => r,
-            _ = gone.cancelled() => return Ok(()),
-        };
-        let Err(msg) = result else {
-            return Ok(());
-        };
-        let reporter = self.reporter(pod);
-        reporter
-            .warn(&c.name, Hook::PostStart.failed_reason(), &msg)
-            .await;
-        events::record(
-            &self.rt.client,
-            &self.rt.node_name,
-            pod,
-            Some(&c.name),
-            false,
-            "Killing",
-            "FailedPostStartHook",
-        )
-        .await;
-        self.kill_gracefully(pod, c, id).await;
-        Err(Waiting {
-            reason: "PostStartHookError",
-            message: msg,
-        })
     }
 
     fn shim_dir(&self) -> PathBuf {
@@ -576,23 +443,6 @@ impl Worker {
                 },
             );
             *next = (*next).min(delay - elapsed).max(Duration::from_millis(100));
-        }
-    }
-
-    /// Stop the running ones of `which` (sidecars once the pod is done), each with its
-    /// preStop hook and the pod's grace period, as upstream.
-    async fn kill_running(
-        &mut self,
-        pod: &Pod,
-        by_name: &BTreeMap<String, Vec<(u32, ContainerState)>>,
-        which: &[Container],
-    ) {
-        for c in which {
-            if let Some((_, s)) = by_name.get(&c.name).and_then(|v| v.last()) {
-                if s.status == Status::Running {
-                    self.kill_gracefully(pod, c, &s.id).await;
-                }
-            }
         }
     }
 
@@ -1009,25 +859,6 @@ impl Worker {
                 self.kill_gracefully(pod, c, &s.id).await;
             }
         }
-    }
-
-    /// Stop container instance `id` of `c` in the background as upstream's killContainer:
-    /// its preStop hook, SIGTERM, SIGKILL once the pod's grace period (hook included) ends.
-    async fn kill_gracefully(&mut self, pod: &Pod, c: &Container, id: &str) {
-        if !self.stopping.insert(id.to_string()) {
-            return;
-        }
-        let grace = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30)
-            .max(0) as u64;
-        let t = self.hook_target(pod, c, id);
-        let r = self.reporter(pod);
-        tokio::spawn(async move {
-            hooks::stop_container(&r, &t, Duration::from_secs(grace)).await;
-        });
     }
 
     /// Keep only the current and the previous instance of a container (for `logs --previous`).
