@@ -27,6 +27,11 @@ impl Node {
     }
 
     pub fn start_with(name: &str, cidr: &str, extra: &[&str]) -> Node {
+        Self::start_bin(std::path::Path::new(super::common::k1s_bin()), name, cidr, extra)
+    }
+
+    /// A node run from another copy of the binary (an installed one).
+    pub fn start_bin(bin: &std::path::Path, name: &str, cidr: &str, extra: &[&str]) -> Node {
         let registry = Registry::start(None).expect("registry");
         registry
             .push("busybox", "library/busybox:latest")
@@ -51,7 +56,7 @@ impl Node {
             "0.0.0.0",
         ];
         args.extend_from_slice(extra);
-        let server = TestServer::start_with(&args);
+        let server = TestServer::start_bin(bin, &args);
         let node = Node {
             server,
             _registry: registry,
