@@ -40,8 +40,7 @@ fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
         .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 
@@ -51,8 +50,8 @@ fn run_script(path: &Path, env: &[(&str, &Path)]) -> String {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run script");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{} failed:\n{text}", path.display());
     text
 }
@@ -93,7 +92,13 @@ struct ForeignChain;
 impl ForeignChain {
     fn add() -> ForeignChain {
         let _ = sh("iptables", &["-w", "-N", "INSTALLTEST-KEEP"]);
-        assert!(sh("iptables", &["-w", "-A", "INSTALLTEST-KEEP", "-j", "RETURN"]).0);
+        assert!(
+            sh(
+                "iptables",
+                &["-w", "-A", "INSTALLTEST-KEEP", "-j", "RETURN"]
+            )
+            .0
+        );
         ForeignChain
     }
 }
@@ -125,8 +130,8 @@ fn install_then_killall_and_uninstall_leave_nothing_behind() {
         .env("K1S_NODE_NAME", "edge-1")
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "install.sh failed:\n{log}");
     let installed = bin.join("k1s");
     let (ok, version) = sh(installed.to_str().unwrap(), &["--version"]);
@@ -157,11 +162,16 @@ fn install_then_killall_and_uninstall_leave_nothing_behind() {
         .server
         .k(&["get", "svc", "keeper", "-o", "jsonpath={.spec.clusterIP}"]);
     n.wait("the Service in the proxy's table", 30, |_| {
-        sh("nft", &["list", "table", "ip", "k1s"]).1.contains(&cluster_ip)
+        sh("nft", &["list", "table", "ip", "k1s"])
+            .1
+            .contains(&cluster_ip)
     });
     let before = sh("iptables-save", &[]).1;
     assert!(before.contains("K1S-MASQ-k1s0"), "{before}");
-    assert!(before.contains(r#"name: \"k1s\""#), "no hostPort rules:\n{before}");
+    assert!(
+        before.contains(r#"name: \"k1s\""#),
+        "no hostPort rules:\n{before}"
+    );
     assert!(!mounts_under(Path::new("/run/k1s")).is_empty());
     assert!(!mounts_under(&data).is_empty(), "no rootfs mounted");
     assert!(!processes(&installed, "sleep 86399").is_empty());
@@ -175,11 +185,17 @@ fn install_then_killall_and_uninstall_leave_nothing_behind() {
     assert_eq!(mounts_under(&data), Vec::<String>::new());
     assert!(!Path::new("/run/k1s").exists());
     assert!(!sh("ip", &["link", "show", "k1s0"]).0, "the bridge is left");
-    assert!(!sh("nft", &["list", "table", "ip", "k1s"]).0, "the table is left");
+    assert!(
+        !sh("nft", &["list", "table", "ip", "k1s"]).0,
+        "the table is left"
+    );
     let after = sh("iptables-save", &[]).1;
     assert!(!after.contains("K1S-"), "{after}");
     assert!(!after.contains(r#"name: \"k1s\""#), "{after}");
-    assert!(after.contains("INSTALLTEST-KEEP"), "another chain went:\n{after}");
+    assert!(
+        after.contains("INSTALLTEST-KEEP"),
+        "another chain went:\n{after}"
+    );
     assert!(data.join("server").exists(), "killall removed the data");
 
     // uninstall: the rest goes.

@@ -27,7 +27,12 @@ impl Node {
     }
 
     pub fn start_with(name: &str, cidr: &str, extra: &[&str]) -> Node {
-        Self::start_bin(std::path::Path::new(super::common::k1s_bin()), name, cidr, extra)
+        Self::start_bin(
+            std::path::Path::new(super::common::k1s_bin()),
+            name,
+            cidr,
+            extra,
+        )
     }
 
     /// A node run from another copy of the binary (an installed one).
