@@ -63,6 +63,14 @@ impl Kernel for Timed {
     ) -> BoxFuture<'a, Result<(), KernelError>> {
         self.inner.flush_conntrack(filter)
     }
+
+    fn list_chain<'a>(
+        &'a self,
+        table: &'a str,
+        chain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, KernelError>> {
+        self.inner.list_chain(table, chain)
+    }
 }
 
 fn ms(d: Duration) -> f64 {

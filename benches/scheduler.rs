@@ -1,10 +1,14 @@
-//! Scheduler benchmark: 1,000 pending pods bound onto 10 nodes through the in-process API
-//! (the server's own client: no TCP, no TLS), with the scheduler running as in `k1s
-//! server`. Prints throughput (pods bound per second, from the first create to the last
-//! binding) and the p50/p99 time from a pod's creation to its binding as a watch sees it,
-//! for the in-memory store and for sled on disk (durable writes, as the server runs).
+//! Scheduler benchmark through the in-process API (the server's own client: no TCP, no TLS),
+//! with the scheduler running as in `k1s server`, on hollow nodes (Node objects with no
+//! agent), for the in-memory store and for sled on disk (durable writes, as the server runs):
+//! - streaming: 1,000 pods created by 8 clients while the scheduler runs, onto 10 nodes;
+//!   throughput from the first create to the last binding, and the p50/p99 time from a pod's
+//!   creation to its binding as a watch sees it;
+//! - backlog: 10,000 pods created while no scheduler runs, then the scheduler started, onto
+//!   100 and onto 1,000 nodes; throughput from its start to the last binding.
 //!
-//! Run: `cargo bench --bench scheduler`. K1S_BENCH_PODS overrides the pod count.
+//! Run: `cargo bench --bench scheduler`. K1S_BENCH_PODS scales the pod counts down (it
+//! replaces 10,000; the streaming case uses a tenth).
 
 use futures::StreamExt;
 use k1s::apiserver::{auth::MastersOnly, ApiServer};
@@ -19,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const NODES: usize = 10;
 const CREATORS: usize = 8;
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -27,15 +30,16 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn setup(store: Store) -> kube::Client {
+async fn setup(store: Store, nodes: usize) -> kube::Client {
     let registry = Registry::new(store, Arc::new(Catalog::new()));
     let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
     let client = k1s::client::in_process(api, k1s::client::server_identity());
     let ns: Api<Namespace> = Api::all(client.clone());
     let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
     ns.create(&PostParams::default(), &d).await.unwrap();
+    let node_count = nodes;
     let nodes: Api<Node> = Api::all(client.clone());
-    for i in 0..NODES {
+    for i in 0..node_count {
         let n: Node = serde_json::from_value(json!({
             "metadata": {"name": format!("node-{i}"), "labels": {"kubernetes.io/hostname": format!("node-{i}")}},
             "status": {
@@ -64,10 +68,43 @@ async fn setup(store: Store) -> kube::Client {
     client
 }
 
-async fn run(label: &str, store: Store, pods: usize) {
-    let client = setup(store).await;
+/// Creates `pods` pods with `CREATORS` concurrent clients, recording when each was created.
+async fn create_pods(api: &Api<Pod>, pods: usize, created: &Arc<Mutex<HashMap<String, Instant>>>) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut creators = Vec::new();
+    for _ in 0..CREATORS {
+        let (api, next, created) = (api.clone(), next.clone(), created.clone());
+        creators.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= pods {
+                    return;
+                }
+                let name = format!("bench-{i}");
+                let p: Pod = serde_json::from_value(json!({
+                    "metadata": {"name": name, "labels": {"app": "bench"}},
+                    "spec": {"containers": [{"name": "c", "image": "registry.local/bench:1",
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+                }))
+                .unwrap();
+                let t = Instant::now();
+                api.create(&PostParams::default(), &p).await.unwrap();
+                created.lock().unwrap().insert(name, t);
+            }
+        }));
+    }
+    for c in creators {
+        c.await.unwrap();
+    }
+}
+
+/// One scenario. `backlog`: every pod exists before the scheduler starts.
+async fn run(label: &str, store: Store, nodes: usize, pods: usize, backlog: bool) {
+    let client = setup(store, nodes).await;
     let cancel = CancellationToken::new();
-    tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
+    if !backlog {
+        tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
+    }
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let bound: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
@@ -98,34 +135,14 @@ async fn run(label: &str, store: Store, pods: usize) {
         });
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut creators = Vec::new();
-    for _ in 0..CREATORS {
-        let (api, next, created) = (api.clone(), next.clone(), created.clone());
-        creators.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= pods {
-                    return;
-                }
-                let name = format!("bench-{i}");
-                let p: Pod = serde_json::from_value(json!({
-                    "metadata": {"name": name, "labels": {"app": "bench"}},
-                    "spec": {"containers": [{"name": "c", "image": "registry.local/bench:1",
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
-                }))
-                .unwrap();
-                let t = Instant::now();
-                api.create(&PostParams::default(), &p).await.unwrap();
-                created.lock().unwrap().insert(name, t);
-            }
-        }));
-    }
-    for c in creators {
-        c.await.unwrap();
-    }
+    let mut start = Instant::now();
+    create_pods(&api, pods, &created).await;
     let created_all = start.elapsed();
+    if backlog {
+        // The clock starts with the scheduler, over a full queue.
+        start = Instant::now();
+        tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
+    }
     let progress = {
         let (created, bound) = (created.clone(), bound.clone());
         tokio::spawn(async move {
@@ -136,7 +153,7 @@ async fn run(label: &str, store: Store, pods: usize) {
             }
         })
     };
-    if tokio::time::timeout(Duration::from_secs(60), done_rx)
+    if tokio::time::timeout(Duration::from_secs(180), done_rx)
         .await
         .is_err()
     {
@@ -152,7 +169,9 @@ async fn run(label: &str, store: Store, pods: usize) {
     progress.abort();
     let wall = start.elapsed();
     cancel.cancel();
-    let mut lat: Vec<Duration> = {
+    let mut lat: Vec<Duration> = if backlog {
+        Vec::new()
+    } else {
         let created = created.lock().unwrap();
         let bound = bound.lock().unwrap();
         created
@@ -171,24 +190,33 @@ async fn run(label: &str, store: Store, pods: usize) {
         per_node.values().min().copied().unwrap_or(0),
         per_node.values().max().copied().unwrap_or(0),
     );
+    let (p50, p99) = if lat.is_empty() {
+        ("-".to_string(), "-".to_string())
+    } else {
+        (
+            format!("{:.1}", pct(&lat, 0.50)),
+            format!("{:.1}", pct(&lat, 0.99)),
+        )
+    };
     println!(
-        "| {:<10} | {:>6} | {:>5} | {:>11.0} | {:>13.1} | {:>8.1} | {:>8.1} | {:>7} |",
+        "| {:<10} | {:<9} | {:>6} | {:>5} | {:>12.0} | {:>14.1} | {:>8} | {:>8} | {:>8} |",
         label,
+        if backlog { "backlog" } else { "streaming" },
         pods,
-        NODES,
+        nodes,
         pods as f64 / wall.as_secs_f64(),
         created_all.as_secs_f64() * 1000.0,
-        pct(&lat, 0.50),
-        pct(&lat, 0.99),
+        p50,
+        p99,
         format!("{lo}-{hi}"),
     );
 }
 
 fn main() {
-    let pods: usize = std::env::var("K1S_BENCH_PODS")
+    let backlog: usize = std::env::var("K1S_BENCH_PODS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(10_000);
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -199,11 +227,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("scheduler: {pods} pods created by {CREATORS} concurrent clients onto {NODES} nodes; latency = create to bound (watch)");
-    println!("| store      |   pods | nodes | pods/s bound | all created ms | p50 ms   | p99 ms   | per node |");
-    println!("|------------|--------|-------|--------------|----------------|----------|----------|----------|");
-    rt.block_on(run("memory", Store::memory(), pods));
+    println!("scheduler on hollow nodes; pods/s = pods bound per second (streaming: from the first create; backlog: from the scheduler's start); latency = create to bound (watch)");
+    println!("| store      | case      |   pods | nodes | pods/s bound | all created ms | p50 ms   | p99 ms   | per node |");
+    println!("|------------|-----------|--------|-------|--------------|----------------|----------|----------|----------|");
     let dir = tempfile::tempdir().expect("tempdir");
-    let sled = Store::open_sled(&dir.path().join("db"), 32 << 20).expect("sled");
-    rt.block_on(run("sled", sled, pods));
+    let cases = [
+        (10, backlog / 10, false),
+        (100, backlog, true),
+        (1_000, backlog, true),
+    ];
+    for (i, (nodes, pods, is_backlog)) in cases.into_iter().enumerate() {
+        rt.block_on(run("memory", Store::memory(), nodes, pods, is_backlog));
+        let sled = Store::open_sled(&dir.path().join(format!("db-{i}")), 32 << 20).expect("sled");
+        rt.block_on(run("sled", sled, nodes, pods, is_backlog));
+    }
 }

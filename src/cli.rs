@@ -123,6 +123,10 @@ pub struct NodeArgs {
     /// Port of the node agent's HTTPS server (container logs), 0 for any free port
     #[arg(long, env = "K1S_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// resolv.conf for pods with dnsPolicy Default and for cluster DNS's upstreams (default:
+    /// /etc/resolv.conf, or systemd-resolved's when that names only a loopback stub)
+    #[arg(long, env = "K1S_RESOLV_CONF")]
+    pub resolv_conf: Option<PathBuf>,
     /// Where the CNI plugins are (default: /usr/lib/cni, then /opt/cni/bin)
     #[arg(long = "cni-bin-dir", env = "K1S_CNI_BIN_DIR", value_delimiter = ',')]
     pub cni_bin_dirs: Vec<PathBuf>,

@@ -36,7 +36,12 @@ impl tower::Service<Request<kube::client::Body>> for InProcess {
 /// A client acting as `user` (the server's own components use `system:k1s` in
 /// `system:masters` until RBAC gives them roles of their own).
 pub fn in_process(api: Arc<ApiServer>, user: UserInfo) -> kube::Client {
-    kube::Client::new(InProcess { api, user }, "default")
+    kube::Client::new(in_process_service(api, user), "default")
+}
+
+/// The tower service under `in_process`, for callers that wrap it (a request counter).
+pub fn in_process_service(api: Arc<ApiServer>, user: UserInfo) -> InProcess {
+    InProcess { api, user }
 }
 
 pub fn server_identity() -> UserInfo {

@@ -358,8 +358,12 @@ async fn start_agent(
             .node_server_config(&cert, &key)
             .context("node agent tls configuration")?,
     };
-    start_dns(args, client, node.ip, tasks, cancel).await;
+    let candidates = crate::kubelet::etc::RESOLV_CONF_CANDIDATES.map(std::path::Path::new);
+    let resolv_conf =
+        crate::kubelet::etc::host_resolv_conf(args.node.resolv_conf.as_deref(), &candidates);
+    start_dns(args, client, node.ip, &resolv_conf, tasks, cancel).await;
     let cfg = crate::kubelet::AgentConfig {
+        resolv_conf,
         node,
         data_dir: args.data_dir.join("agent"),
         run_dir: "/run/k1s".into(),
@@ -397,6 +401,7 @@ async fn start_dns(
     args: &ServerArgs,
     client: &kube::Client,
     ip: IpAddr,
+    resolv_conf: &std::path::Path,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
 ) {
@@ -409,6 +414,7 @@ async fn start_dns(
         }
     };
     let mut config = crate::dns::DnsConfig::new(&args.cluster_domain);
+    config.resolv_conf = resolv_conf.to_path_buf();
     let service_ip = args
         .cluster_dns
         .unwrap_or_else(|| nth_ip(&args.service_cidr, 10));

@@ -135,6 +135,63 @@ fn nslookup(n: &Node, args: &[&str]) -> String {
     format!("{out}{err}")
 }
 
+/// A resolver on `addr`, port 53 (an upstream of the node's cluster DNS, named in the
+/// resolv.conf given with `--resolv-conf`): answers A queries for `name` with `ip`, and
+/// NXDOMAIN for anything else, until dropped.
+struct Upstream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(addr: &str, name: &'static str, ip: std::net::Ipv4Addr) -> Upstream {
+        use hickory_proto::op::{Message, ResponseCode};
+        use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+        let sock = std::net::UdpSocket::bind((addr, 53)).expect("bind the fake upstream");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((len, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(req) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let Some(q) = req.queries.first() else {
+                    continue;
+                };
+                let mut m = Message::response(req.metadata.id, req.op_code);
+                m.queries = req.queries.clone();
+                m.metadata.recursion_available = true;
+                if q.name().to_lowercase().to_ascii() != name {
+                    m.metadata.response_code = ResponseCode::NXDomain;
+                } else if q.query_type() == RecordType::A {
+                    let a = RData::A(A(ip));
+                    m.answers.push(Record::from_rdata(q.name().clone(), 30, a));
+                }
+                let _ = sock.send_to(&m.to_vec().unwrap(), peer);
+            }
+        });
+        Upstream {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn ready_endpoints(n: &Node, svc: &str) -> usize {
     n.server
         .kubectl(&[
@@ -310,7 +367,17 @@ fn services_reach_ready_pods_by_ip_name_node_port_and_load_balancer() {
 #[test]
 fn cluster_dns_answers_services_pods_srv_and_external_names() {
     let _g = serial();
-    let n = Node::start("net-2", "10.203.0.0/16");
+    // The host's resolvers, as `--resolv-conf` names them.
+    let files = tempfile::tempdir().unwrap();
+    let resolv = files.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.2\n").unwrap();
+    let _first = Upstream::start("127.0.0.2", "outside.example.", [192, 0, 2, 77].into());
+    let _second = Upstream::start("127.0.0.3", "moved.example.", [192, 0, 2, 78].into());
+    let n = Node::start_with(
+        "net-2",
+        "10.203.0.0/16",
+        &["--resolv-conf", resolv.to_str().unwrap()],
+    );
     let s = &n.server;
     s.k_in(&["apply", "-f", "-"], WEB);
     s.k_in(
@@ -391,4 +458,33 @@ spec:
     let out = nslookup(&n, &["nothing-here.default.svc.cluster.local"]);
     assert!(out.contains("NXDOMAIN"), "missing name:\n{out}");
     assert!(start.elapsed() < Duration::from_secs(3));
+
+    // Names outside the cluster go to the host's resolver; a changed resolv.conf is
+    // followed without a restart.
+    let out = nslookup(&n, &["outside.example."]);
+    assert!(out.contains("192.0.2.77"), "forwarded:\n{out}");
+    std::fs::write(&resolv, "nameserver 127.0.0.3\n").unwrap();
+    n.wait("the new upstream in use", 15, |_| {
+        nslookup(&n, &["moved.example."]).contains("192.0.2.78")
+    });
+
+    // A pod with dnsPolicy Default gets the host's resolv.conf, as it is now.
+    s.k_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hostdns}
+spec:
+  dnsPolicy: Default
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: ["cat", "/etc/resolv.conf"]
+"#,
+    );
+    n.wait_phase("hostdns", "Succeeded");
+    let conf = s.k(&["logs", "hostdns"]);
+    assert!(conf.contains("nameserver 127.0.0.3"), "{conf}");
 }

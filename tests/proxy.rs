@@ -48,7 +48,11 @@ fn start(client: &kube::Client, cfg: proxy::ProxyConfig) -> CancellationToken {
 }
 
 fn wait_table(net: &TestNet, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    wait_table_within(net, what, 10, f)
+}
+
+fn wait_table_within(net: &TestNet, what: &str, secs: u64, f: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(t) = net.table() {
             if f(&t) {
@@ -353,6 +357,18 @@ fn endpoint_changes_apply_and_a_restart_resyncs_without_duplicates() {
         assert_eq!(seen.len(), 1);
         let still = sh(&["ip", "netns", "exec", &n.node, "nft", "list", "table", "ip", "other"]);
         assert_eq!(other, still);
+
+        // Another program deletes the table, then flushes a chain of it: within the check
+        // period it is rebuilt as it was, and traffic flows again.
+        sh(&["ip", "netns", "exec", &n.node, "nft", "delete", "table", "ip", "k1s"]);
+        assert!(n.table().is_none());
+        let repaired = wait_table_within(&n, "the table rebuilt", 15, |t| t.contains("10.42.0.3:8080"));
+        assert_eq!(before, repaired);
+        sh(&["ip", "netns", "exec", &n.node, "nft", "flush", "chain", "ip", "k1s", "nat-prerouting"]);
+        let repaired = wait_table_within(&n, "the chain refilled", 15, |t| t == before);
+        assert_eq!(before, repaired);
+        let seen = names(&tcp_from(&n.client, "10.43.0.60:80", 3));
+        assert_eq!(seen.len(), 1);
 
         // Uninstall: k1s's table goes, twice is fine, the other stays.
         drop(restarted);

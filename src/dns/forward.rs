@@ -10,6 +10,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -56,7 +57,9 @@ pub fn nameservers(resolv_conf: &str) -> Vec<SocketAddr> {
 }
 
 pub struct Forwarder {
-    upstreams: Vec<SocketAddr>,
+    /// Replaced whole when the resolv.conf changes; a query uses the list it started with.
+    upstreams: RwLock<Arc<Vec<SocketAddr>>>,
+    own: Vec<SocketAddr>,
     timeout: Duration,
     next: AtomicUsize,
     pub cache: Cache,
@@ -71,23 +74,35 @@ impl Forwarder {
         timeout: Duration,
         cache: Cache,
     ) -> Self {
-        let upstreams = upstreams
+        let f = Forwarder {
+            upstreams: RwLock::new(Arc::new(Vec::new())),
+            own: own.to_vec(),
+            timeout,
+            next: AtomicUsize::new(0),
+            cache,
+        };
+        f.set_upstreams(upstreams);
+        f
+    }
+
+    pub fn upstreams(&self) -> Arc<Vec<SocketAddr>> {
+        self.upstreams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Use these upstreams from now on (this server's own addresses are left out).
+    pub fn set_upstreams(&self, upstreams: Vec<SocketAddr>) {
+        let own = &self.own;
+        let upstreams: Vec<SocketAddr> = upstreams
             .into_iter()
             .filter(|u| {
                 !own.iter()
                     .any(|o| o.port() == u.port() && (o.ip() == u.ip() || o.ip().is_unspecified()))
             })
             .collect();
-        Forwarder {
-            upstreams,
-            timeout,
-            next: AtomicUsize::new(0),
-            cache,
-        }
-    }
-
-    pub fn upstreams(&self) -> &[SocketAddr] {
-        &self.upstreams
+        *self.upstreams.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(upstreams);
     }
 
     /// Resolve `name` upstream (or from the cache). `lower` is its lowercase text, the cache
@@ -101,7 +116,8 @@ impl Forwarder {
         if let Some(hit) = self.cache.get(lower, qtype) {
             return Ok(hit);
         }
-        if self.upstreams.is_empty() {
+        let upstreams = self.upstreams();
+        if upstreams.is_empty() {
             return Err(ForwardError::NoUpstreams);
         }
         let id: u16 = rand::random();
@@ -117,8 +133,8 @@ impl Forwarder {
         })?;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
-        for i in 0..self.upstreams.len() {
-            let upstream = self.upstreams[(start + i) % self.upstreams.len()];
+        for i in 0..upstreams.len() {
+            let upstream = upstreams[(start + i) % upstreams.len()];
             match self.exchange(upstream, &bytes, id, name, qtype).await {
                 Ok(msg) => {
                     let answer = Answer {
@@ -268,6 +284,8 @@ mod tests {
             Duration::from_secs(1),
             Cache::new(1, Duration::from_secs(1)),
         );
-        assert_eq!(f.upstreams(), &["192.0.2.1:53".parse().unwrap()]);
+        assert_eq!(*f.upstreams(), ["192.0.2.1:53".parse().unwrap()]);
+        f.set_upstreams(vec!["192.0.2.2:53".parse().unwrap(), own]);
+        assert_eq!(*f.upstreams(), ["192.0.2.2:53".parse().unwrap()]);
     }
 }

@@ -98,27 +98,33 @@ pub async fn run(
     let local = udp.local_addr().map_err(DnsError::Socket)?;
     let zone = cluster::Zone::new(&config.domain, config.ttl, vec![local.ip()])
         .map_err(DnsError::Domain)?;
-    let upstreams = if config.upstreams.is_empty() {
-        let text = std::fs::read_to_string(&config.resolv_conf).map_err(|source| {
-            DnsError::ResolvConf {
-                path: config.resolv_conf.clone(),
-                source,
+    let follow_resolv_conf = config.upstreams.is_empty();
+    let upstreams = if follow_resolv_conf {
+        match std::fs::read_to_string(&config.resolv_conf) {
+            Ok(text) => nameservers(&text),
+            Err(source) => {
+                let e = DnsError::ResolvConf {
+                    path: config.resolv_conf.clone(),
+                    source,
+                };
+                tracing::warn!(error = %e, "cluster dns starts without upstreams; it reads the file again every {}s", RESOLV_CONF_CHECK.as_secs());
+                Vec::new()
             }
-        })?;
-        nameservers(&text)
+        }
     } else {
         config.upstreams.clone()
     };
     let mut own = config.own_addresses.clone();
     own.push(local);
     own.push(tcp.local_addr().map_err(DnsError::Socket)?);
+    let upstreams_at_start = upstreams.clone();
     let forwarder = forward::Forwarder::new(
         upstreams,
         &own,
         config.upstream_timeout,
         cache::Cache::new(config.cache_entries, config.cache_max_ttl),
     );
-    if forwarder.upstreams().is_empty() {
+    if forwarder.upstreams().is_empty() && follow_resolv_conf {
         tracing::warn!(resolv_conf = %config.resolv_conf.display(), "cluster dns has no upstream nameserver: names outside the cluster will fail");
     }
     tracing::info!(%local, domain = %zone.domain, upstreams = ?forwarder.upstreams(), "cluster dns serving");
@@ -131,8 +137,47 @@ pub async fn run(
     };
     // Separate tasks, so a busy UDP socket never polls the watches or the TCP listener.
     let watcher = tokio::spawn(watch::run(client, tx, cancel.clone()));
+    if follow_resolv_conf {
+        tokio::spawn(follow_upstreams(
+            handler.clone(),
+            config.resolv_conf.clone(),
+            upstreams_at_start,
+            cancel.clone(),
+        ));
+    }
     let tcp = tokio::spawn(serve::tcp(handler.clone(), tcp, limits, cancel.clone()));
     serve::udp(handler, Arc::new(udp), config.max_forwards, cancel).await;
     let _ = tokio::join!(watcher, tcp);
     Ok(())
+}
+
+/// How often the resolv.conf is read again for changed upstreams (a DHCP lease, a VPN).
+const RESOLV_CONF_CHECK: Duration = Duration::from_secs(5);
+
+/// Keeps the forwarder's upstreams those of `path`, read every `RESOLV_CONF_CHECK`. A file
+/// that is missing or unreadable for a moment keeps the last upstreams.
+async fn follow_upstreams(
+    handler: Arc<handler::Handler>,
+    path: PathBuf,
+    mut last: Vec<SocketAddr>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(RESOLV_CONF_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        let now = nameservers(&text);
+        if now != last {
+            tracing::info!(resolv_conf = %path.display(), upstreams = ?now, "cluster dns upstreams changed");
+            handler.forwarder().set_upstreams(now.clone());
+            last = now;
+        }
+    }
 }

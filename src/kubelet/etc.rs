@@ -15,6 +15,43 @@ pub struct Dns {
     pub host_resolv_conf: PathBuf,
 }
 
+/// The resolv.conf that `Default` pods copy and cluster DNS forwards to: `explicit`
+/// (`--resolv-conf`) when given; else the first of `candidates` (/etc/resolv.conf, then
+/// systemd-resolved's list of real upstreams) naming a nameserver a pod can reach, which a
+/// loopback stub such as systemd-resolved's 127.0.0.53 is not; else the first candidate.
+pub fn host_resolv_conf(explicit: Option<&Path>, candidates: &[&Path]) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    let usable = |path: &&&Path| {
+        std::fs::read_to_string(path).is_ok_and(|text| {
+            parse_resolv(&text).0.iter().any(|ns| {
+                ns.split('%')
+                    .next()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .is_some_and(|ip| {
+                        !ip.is_loopback() && !ip.is_unspecified() && !ip.is_multicast()
+                    })
+            })
+        })
+    };
+    match candidates.iter().find(usable) {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let first = candidates
+                .first()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default();
+            tracing::warn!(path = %first.display(), "no resolv.conf with a nameserver pods can reach; set --resolv-conf");
+            first
+        }
+    }
+}
+
+/// The default places `host_resolv_conf` looks.
+pub const RESOLV_CONF_CANDIDATES: [&str; 2] =
+    ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"];
+
 /// `/etc/hosts`: localhost entries, then the pod's own name (with its subdomain's FQDN
 /// when it has one), then `hostAliases`.
 pub fn hosts(
@@ -139,6 +176,20 @@ pub fn write(dir: &Path, name: &str, content: &str) -> std::io::Result<PathBuf> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_stub_resolver_is_passed_over_for_the_real_upstreams() {
+        let d = tempfile::tempdir().unwrap();
+        let stub = d.path().join("stub.conf");
+        let real = d.path().join("real.conf");
+        let missing = d.path().join("missing.conf");
+        std::fs::write(&stub, "nameserver 127.0.0.53\noptions edns0\n").unwrap();
+        std::fs::write(&real, "nameserver 192.0.2.1\nsearch lan\n").unwrap();
+        assert_eq!(host_resolv_conf(None, &[&stub, &real]), real);
+        assert_eq!(host_resolv_conf(None, &[&real, &stub]), real);
+        assert_eq!(host_resolv_conf(None, &[&missing, &stub]), missing);
+        assert_eq!(host_resolv_conf(Some(&stub), &[&real]), stub);
+    }
 
     fn dns(host: &str) -> (Dns, tempfile::TempDir) {
         let d = tempfile::tempdir().unwrap();

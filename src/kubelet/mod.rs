@@ -53,6 +53,8 @@ pub struct AgentConfig {
     pub cluster_cidr: ipnetwork::IpNetwork,
     pub cluster_dns: std::net::IpAddr,
     pub cluster_domain: String,
+    /// The host's resolv.conf (`etc::host_resolv_conf`'s choice).
+    pub resolv_conf: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
     /// `registries.yaml` (k3s's format); absent is fine.
     pub registries: PathBuf,
@@ -222,7 +224,7 @@ async fn build_runtime(
         dns: etc::Dns {
             cluster_dns: cfg.cluster_dns,
             cluster_domain: cfg.cluster_domain.clone(),
-            host_resolv_conf: "/etc/resolv.conf".into(),
+            host_resolv_conf: cfg.resolv_conf.clone(),
         },
         cpus: machine.cpus,
         memory_bytes: machine.memory_bytes,

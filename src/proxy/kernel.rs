@@ -44,6 +44,13 @@ pub trait Kernel: Send + Sync + 'static {
         &'a self,
         filter: &'a ConntrackFilter,
     ) -> BoxFuture<'a, Result<(), KernelError>>;
+    /// The listing of one chain (`nft list chain <family> <table> <chain>`), or `None` when
+    /// the table or chain does not exist.
+    fn list_chain<'a>(
+        &'a self,
+        table: &'a str,
+        chain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, KernelError>>;
 }
 
 /// The real kernel, through the `nft` and `conntrack` tools of the current network namespace.
@@ -124,6 +131,24 @@ impl Kernel for NftCli {
             }
         })
     }
+
+    fn list_chain<'a>(
+        &'a self,
+        table: &'a str,
+        chain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, KernelError>> {
+        Box::pin(async move {
+            let args = ["list", "chain", super::render::FAMILY, table, chain].map(String::from);
+            let out = run("nft", &args, None).await?;
+            if out.status.success() {
+                Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+            } else if String::from_utf8_lossy(&out.stderr).contains("No such file or directory") {
+                Ok(None)
+            } else {
+                Err(failed("nft", &out))
+            }
+        })
+    }
 }
 
 /// A fake kernel that records what it is asked and can be told to fail.
@@ -133,6 +158,8 @@ pub struct RecordingKernel {
     pub flushed: Mutex<Vec<ConntrackFilter>>,
     /// The next this many `apply` calls fail.
     pub fail_applies: AtomicUsize,
+    /// Chains listed by `list_chain`, as `(table, chain)` → listing; what is not here is absent.
+    pub chains: Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl RecordingKernel {
@@ -184,6 +211,17 @@ impl Kernel for RecordingKernel {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(filter.clone());
             Ok(())
+        })
+    }
+
+    fn list_chain<'a>(
+        &'a self,
+        table: &'a str,
+        chain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, KernelError>> {
+        Box::pin(async move {
+            let chains = self.chains.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(chains.get(&(table.into(), chain.into())).cloned())
         })
     }
 }

@@ -135,6 +135,11 @@ impl Plan {
         self.needs_full = true;
     }
 
+    /// Whether the next transaction rebuilds the whole table.
+    pub fn rebuild_pending(&self) -> bool {
+        self.needs_full
+    }
+
     /// Records the Service's new state. Returns the change when it differs from the last.
     pub fn update(
         &mut self,

@@ -57,6 +57,15 @@ pub struct ServiceRules {
 }
 
 /// The skeleton of the table, created once per full resync. Contains no service data.
+/// The chain whose listing tells whether the table is still as k1s wrote it: a flushed ruleset,
+/// a deleted table or a flushed chain all lose its jump.
+pub const CANARY_CHAIN: &str = "nat-prerouting";
+
+/// Whether `listing` (of `CANARY_CHAIN`, `None` when absent) still has the skeleton's rule.
+pub fn canary_intact(listing: Option<&str>) -> bool {
+    listing.is_some_and(|l| l.contains("jump services"))
+}
+
 pub fn skeleton(cfg: &RenderConfig) -> String {
     let t = format!("{FAMILY} {}", cfg.table);
     let mut s = String::new();
@@ -107,7 +116,7 @@ pub fn skeleton(cfg: &RenderConfig) -> String {
         ("filter-forward", "ct state new jump cluster-ips-check".into()),
         ("filter-output", "ct state new jump endpoints-check".into()),
         ("filter-output", "ct state new jump cluster-ips-check".into()),
-        ("nat-prerouting", "jump services".into()),
+        (CANARY_CHAIN, "jump services".into()),
         ("nat-output", "jump services".into()),
         ("nat-postrouting", "jump masquerading".into()),
         (

@@ -23,12 +23,18 @@ use super::kernel::Kernel;
 use super::model::{self, ServiceKey, SERVICE_NAME_LABEL};
 use super::plan::{Change, Plan};
 use super::relay::{self, Relay};
+use super::render;
 use super::ProxyConfig;
 
 /// How long changes are gathered before a transaction: long enough to batch an update that
 /// touches several slices, short against the 100 ms budget.
 const COALESCE: Duration = Duration::from_millis(5);
 const RETRY_MIN: Duration = Duration::from_millis(500);
+/// How often the table is checked for removal by another program (`nft flush ruleset`, as a
+/// firewall reload does): one listing of a small chain.
+const CANARY_EVERY: Duration = Duration::from_secs(10);
+/// How often the whole table is rebuilt regardless, which repairs any edit made to it.
+const FULL_RESYNC_EVERY: Duration = Duration::from_secs(3600);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What a watch event means to the proxy (the objects themselves are in the stores).
@@ -192,9 +198,19 @@ pub async fn run_with_kernel(
     let mut stale_due: Option<Instant> = None;
     let mut relay_dirty = true;
     let render = config.render();
+    let mut canary_due = Instant::now() + CANARY_EVERY;
+    let mut full_due = Instant::now() + FULL_RESYNC_EVERY;
 
     loop {
-        let wake = [retry.map(|r| r.0), stale_due].into_iter().flatten().min();
+        let wake = [
+            retry.map(|r| r.0),
+            stale_due,
+            Some(canary_due),
+            Some(full_due),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timer = async {
             match wake {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -232,6 +248,26 @@ pub async fn run_with_kernel(
         }
         if !state.ready() {
             continue;
+        }
+        let now = Instant::now();
+        if now >= full_due {
+            full_due = now + FULL_RESYNC_EVERY;
+            tracing::debug!("periodic rebuild of the service rules");
+            plan.invalidate();
+        }
+        if now >= canary_due {
+            canary_due = now + CANARY_EVERY;
+            if !plan.rebuild_pending() {
+                match kernel.list_chain(&render.table, render::CANARY_CHAIN).await {
+                    Ok(listing) if render::canary_intact(listing.as_deref()) => {}
+                    Ok(_) => {
+                        tracing::warn!(table = %render.table, "the service rules were removed or flushed by another program; rebuilding them");
+                        plan.invalidate();
+                        relay_dirty = true;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "checking the service rules"),
+                }
+            }
         }
         if let Some((at, _)) = retry {
             if Instant::now() < at {

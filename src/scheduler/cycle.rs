@@ -1,6 +1,8 @@
-//! One scheduling attempt for one pod, over a consistent view of the cache: run every
-//! filter on every node, score the survivors, pick the best (ties at random), or explain
-//! why no node fits in upstream's words. It must never call the API or change the cache.
+//! One scheduling attempt for one pod, over a consistent view of the cache: run the filters
+//! on the nodes until enough feasible ones are found (upstream's adaptive
+//! percentageOfNodesToScore, each attempt starting where the last stopped), score those,
+//! pick the best (ties at random), or explain why no node fits in upstream's words. It must
+//! never call the API or change the cache.
 
 use super::cache::{Cache, NodeInfo, PodInfo};
 use super::filters::{self, Reject};
@@ -34,15 +36,56 @@ pub fn filter_node(pod: &PodInfo, info: &NodeInfo, inter: &InterPod) -> Result<(
     inter.filter(pod, info)
 }
 
+/// Below this many nodes every node is filtered and scored.
+const MIN_FEASIBLE_NODES: usize = 100;
+/// The least share of a large cluster's nodes looked at.
+const MIN_FEASIBLE_PERCENT: usize = 5;
+
+/// How many feasible nodes are enough to stop filtering: all of a small cluster, else a share
+/// falling from 50% by one point per 125 nodes, at least 5% and at least 100 nodes (upstream's
+/// default, percentageOfNodesToScore unset).
+pub fn feasible_nodes_to_find(total: usize) -> usize {
+    if total < MIN_FEASIBLE_NODES {
+        return total;
+    }
+    let percent = 50usize
+        .saturating_sub(total / 125)
+        .max(MIN_FEASIBLE_PERCENT);
+    (total * percent / 100).max(MIN_FEASIBLE_NODES)
+}
+
+#[cfg(test)]
 pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
+    schedule_from(pod, cache, rng, &mut 0)
+}
+
+/// `schedule`, filtering from node `*next_start` (in the cache's order, wrapping) and leaving
+/// it where this attempt stopped, so successive pods spread the search over the cluster.
+pub fn schedule_from(
+    pod: &PodInfo,
+    cache: &Cache,
+    rng: &mut impl Rng,
+    next_start: &mut usize,
+) -> Decision {
     let inter = InterPod::prepare(pod, cache);
     let nodes: Vec<&NodeInfo> = cache.nodes.values().filter(|n| n.node.is_some()).collect();
     let mut diag = Diagnosis {
         total: nodes.len(),
         ..Default::default()
     };
+    let enough = feasible_nodes_to_find(nodes.len());
+    let start = if nodes.is_empty() {
+        0
+    } else {
+        *next_start % nodes.len()
+    };
     let mut feasible = Vec::new();
-    for info in &nodes {
+    let mut processed = 0;
+    for info in nodes.iter().cycle().skip(start).take(nodes.len()) {
+        if feasible.len() >= enough {
+            break;
+        }
+        processed += 1;
         let view = cache.with_nominated(pod, info);
         match filter_node(pod, &view, &inter) {
             Ok(()) => feasible.push(*info),
@@ -57,6 +100,9 @@ pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
                 }
             }
         }
+    }
+    if !nodes.is_empty() {
+        *next_start = (start + processed) % nodes.len();
     }
     if feasible.is_empty() {
         return Decision::NoFit(diag);

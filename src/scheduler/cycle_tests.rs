@@ -24,6 +24,41 @@ fn picks_the_node_with_room() {
 }
 
 #[test]
+fn large_clusters_are_searched_in_part_from_where_the_last_pod_stopped() {
+    assert_eq!(feasible_nodes_to_find(50), 50);
+    assert_eq!(feasible_nodes_to_find(100), 100);
+    assert_eq!(feasible_nodes_to_find(1_000), 420);
+    assert_eq!(feasible_nodes_to_find(5_000), 500);
+    assert_eq!(feasible_nodes_to_find(10_000), 500);
+
+    let nodes = (0..1_000)
+        .map(|i| node(&format!("n{i:04}"), json!({})))
+        .collect();
+    let c = cache(nodes, vec![]);
+    let p = sized("p", "1", "1Gi", json!({}));
+    let mut start = 0;
+    let mut r = rng();
+    let first = schedule_from(&p, &c, &mut r, &mut start);
+    assert_eq!(start, 420, "{first:?}");
+    let Decision::Place(second) = schedule_from(&p, &c, &mut r, &mut start) else {
+        panic!("no place");
+    };
+    assert_eq!(start, 840);
+    // The second search covered nodes 420..840 only.
+    let i: usize = second[1..].parse().unwrap();
+    assert!((420..840).contains(&i), "{second}");
+    schedule_from(&p, &c, &mut r, &mut start);
+    assert_eq!(start, 260, "wraps around");
+
+    // With no feasible node every node is looked at, for the full diagnosis.
+    let huge = sized("huge", "1000", "1Gi", json!({}));
+    match schedule_from(&huge, &c, &mut r, &mut start) {
+        Decision::NoFit(d) => assert_eq!(d.reasons.values().sum::<usize>(), 1_000),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn ties_are_broken_at_random() {
     let c = cache(vec![node("a", json!({})), node("b", json!({}))], vec![]);
     let p = sized("p", "1", "1Gi", json!({}));

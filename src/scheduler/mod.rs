@@ -112,6 +112,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     tracing::info!("scheduler started");
     let binds = Arc::new(Semaphore::new(PARALLEL_BINDS));
     let mut rng = rand::rngs::StdRng::from_entropy();
+    let mut next_start = 0;
     while let Some(popped) = shared.queue.pop(&cancel).await {
         while tasks.try_join_next().is_some() {}
         let info = Arc::new(PodInfo::new(popped.pod.clone()));
@@ -122,7 +123,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
                 shared.queue.done(&popped.key);
                 continue;
             }
-            let d = cycle::schedule(&info, &cache, &mut rng);
+            let d = cycle::schedule_from(&info, &cache, &mut rng, &mut next_start);
             if let Decision::Place(node) = &d {
                 // assume the placement now so the next pod sees this one's requests
                 cache.place(info.clone(), node, true);

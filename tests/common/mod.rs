@@ -13,6 +13,7 @@ pub struct TestServer {
     pub port: u16,
     pub kubeconfig: PathBuf,
     extra: Vec<String>,
+    bin: PathBuf,
 }
 
 pub fn k1s_bin() -> &'static str {
@@ -26,6 +27,11 @@ impl TestServer {
     }
 
     pub fn start_with(extra: &[&str]) -> TestServer {
+        Self::start_bin(Path::new(k1s_bin()), extra)
+    }
+
+    /// A server run from another copy of the binary (an installed one).
+    pub fn start_bin(bin: &Path, extra: &[&str]) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("k1s-test-")
             .tempdir()
@@ -37,6 +43,7 @@ impl TestServer {
             port: 0,
             kubeconfig,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            bin: bin.to_path_buf(),
         };
         s.spawn();
         s
@@ -59,7 +66,7 @@ impl TestServer {
         } else {
             self.port.to_string()
         };
-        let child = Command::new(k1s_bin())
+        let child = Command::new(&self.bin)
             .args(["server", "--data-dir"])
             .arg(self.dir.path().join("data"))
             // Loopback unless the test asks otherwise (pods reach the API on the node's

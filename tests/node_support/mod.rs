@@ -30,8 +30,24 @@ impl Node {
         Self::start_with_mirrors(name, cidr, &[], extra)
     }
 
+    /// A node run from another copy of the binary (an installed one).
+    pub fn start_bin(bin: &std::path::Path, name: &str, cidr: &str, extra: &[&str]) -> Node {
+        Self::start_full(bin, name, cidr, &[], extra)
+    }
+
     /// With more plain-HTTP mirrors in registries.yaml: (registry, `host:port`) pairs.
     pub fn start_with_mirrors(
+        name: &str,
+        cidr: &str,
+        mirrors: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Node {
+        let bin = std::path::Path::new(super::common::k1s_bin());
+        Self::start_full(bin, name, cidr, mirrors, extra)
+    }
+
+    fn start_full(
+        bin: &std::path::Path,
         name: &str,
         cidr: &str,
         mirrors: &[(&str, &str)],
@@ -63,7 +79,7 @@ impl Node {
             "0.0.0.0",
         ];
         args.extend_from_slice(extra);
-        let server = TestServer::start_with(&args);
+        let server = TestServer::start_bin(bin, &args);
         let node = Node {
             server,
             _registry: registry,
