@@ -221,3 +221,20 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     }
     Ok(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_deadline;
+    use std::time::Duration;
+
+    #[test]
+    fn deadlines_are_go_durations() {
+        assert_eq!(parse_deadline("1m0s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_deadline("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_deadline("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_deadline("1500ms"), Ok(Duration::from_millis(1500)));
+        for bad in ["0s", "-5s", "soon", ""] {
+            assert!(parse_deadline(bad).is_err(), "{bad}");
+        }
+    }
+}
