@@ -1,10 +1,10 @@
 //! Container lifecycle hooks with real pods, driven with kubectl: postStart and preStop exec
 //! hooks run in the container around its life (postStart before the next container starts,
-//! preStop before SIGTERM), httpGet hooks reach their host with the path and headers given, a
-//! liveness restart runs preStop first, a failing postStart kills and restarts the container,
-//! a failing preStop is reported and the deletion goes on, and the grace period bounds a
-//! preStop hook that would outlast it. The hooks write what they saw into a hostPath
-//! directory the test reads.
+//! preStop before SIGTERM), httpGet hooks reach their host (the pod's address by default)
+//! with the path and headers given, a liveness restart and a finished pod's sidecar run
+//! preStop first, a failing postStart kills and restarts the container, a failing preStop is
+//! reported and the deletion goes on, and the grace period bounds a preStop hook that would
+//! outlast it. The hooks write what they saw into a hostPath directory the test reads.
 
 mod common;
 mod image_support;
@@ -179,6 +179,50 @@ spec:
     let text = std::fs::read_to_string(&live).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.get(..2), Some(&["prestop", "term"][..]), "{text}");
+
+    // An httpGet hook without a host goes to the pod's address, with its path and headers:
+    // a one-request server in the pod writes down what it got.
+    std::fs::write(
+        out.path().join("serve.sh"),
+        "while IFS= read -r l; do\n  l=$(printf '%s' \"$l\" | tr -d '\\r')\n  [ -z \"$l\" ] && break\n  echo \"$l\" >> /out/req\ndone\nprintf 'HTTP/1.1 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n'\n",
+    )
+    .unwrap();
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: webhook
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - name: out
+    hostPath: {{path: "{dir}", type: Directory}}
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "nc -l -p 8080 -e sh /out/serve.sh & trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    ports: [{{name: hooks, containerPort: 8080}}]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop:
+        httpGet:
+          path: /bye
+          port: hooks
+          httpHeaders: [{{name: X-From, value: kubelet}}]
+"#,
+        dir = out.path().display()
+    );
+    s.k_in(&["apply", "-f", "-"], &manifest);
+    n.wait_phase("webhook", "Running");
+    let ip = n.jsonpath("webhook", "{.status.podIP}");
+    s.k(&["delete", "pod", "webhook", "--wait=false"]);
+    wait_gone(&n, "webhook", 30);
+    let req = std::fs::read_to_string(out.path().join("req")).unwrap_or_default();
+    assert!(req.starts_with("GET /bye HTTP/1.1\n"), "{req}");
+    let req = req.to_lowercase();
+    assert!(req.contains(&format!("host: {ip}:8080")), "{req}");
+    assert!(req.contains("x-from: kubelet"), "{req}");
 
     // A sidecar stops with its preStop hook once the pod's main container is done.
     let side = out.path().join("side");
