@@ -318,6 +318,20 @@ spec:
     lifecycle:
       preStop:
         sleep: {seconds: 600}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: forced
+spec:
+  terminationGracePeriodSeconds: 120
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    lifecycle:
+      preStop:
+        sleep: {seconds: 600}
 "#,
     );
     // A failing postStart hook: reported, the container killed and started again.
@@ -353,6 +367,23 @@ spec:
         "a 3 s grace period with a 600 s preStop sleep took {took:?}"
     );
     wait_gone(&n, "badstop", 30);
+
+    // A force deletion during a long preStop hook stops the containers at once.
+    n.wait_phase("forced", "Running");
+    let uid = n.jsonpath("forced", "{.metadata.uid}");
+    s.k(&["delete", "pod", "forced", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let began = Instant::now();
+    s.k(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    let shim = std::path::PathBuf::from("/run/k1s/pods").join(&uid);
+    n.wait("the forced pod's containers to stop", 20, |_| {
+        !shim.exists()
+    });
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "a forced deletion waited {:?} for a preStop hook",
+        began.elapsed()
+    );
     let events = events_of(&n, "badstop");
     assert!(
         events.contains("FailedPreStopHook")

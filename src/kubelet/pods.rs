@@ -120,18 +120,25 @@ async fn work(
     cancel: CancellationToken,
 ) {
     let mut worker = Worker::new(rt, uid);
-    // Tell the worker as soon as its pod is being deleted, even in the middle of a sync.
-    // Ends on its own: at the deletion, or when the sender goes with the agent.
-    let gone = worker.gone();
+    // Tell the worker as soon as its pod is being deleted, or force-deleted, even in the
+    // middle of a sync. Ends on its own: at a forced deletion, or when the sender goes with
+    // the agent.
+    let (gone, forced) = (worker.gone(), worker.forced());
     let mut deletions = rx.clone();
     tokio::spawn(async move {
         loop {
-            let deleted = deletions
-                .borrow_and_update()
-                .as_ref()
-                .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
-            if deleted {
+            let (deleting, now) = match deletions.borrow_and_update().as_ref() {
+                None => (true, true),
+                Some(p) => (
+                    p.metadata.deletion_timestamp.is_some(),
+                    p.metadata.deletion_grace_period_seconds == Some(0),
+                ),
+            };
+            if deleting {
                 gone.cancel();
+            }
+            if now {
+                forced.cancel();
                 return;
             }
             if deletions.changed().await.is_err() {

@@ -95,6 +95,9 @@ pub struct Worker {
     /// Cancelled once the pod is being deleted: cuts short what could take long before it
     /// (an image pull, a postStart hook) so the deletion goes ahead.
     gone: CancellationToken,
+    /// Cancelled once the pod is force-deleted (grace 0, or gone from the API): cuts short
+    /// the preStop hooks of a graceful stop under way.
+    forced: CancellationToken,
 }
 
 impl Worker {
@@ -113,12 +116,18 @@ impl Worker {
             tokens: Default::default(),
             stopping: HashSet::new(),
             gone: CancellationToken::new(),
+            forced: CancellationToken::new(),
         }
     }
 
     /// The token whose cancellation tells this worker its pod is going away.
     pub fn gone(&self) -> CancellationToken {
         self.gone.clone()
+    }
+
+    /// The token whose cancellation tells this worker its pod is going away at once.
+    pub fn forced(&self) -> CancellationToken {
+        self.forced.clone()
     }
 
     fn shim_dir(&self) -> PathBuf {

@@ -50,6 +50,9 @@ impl Worker {
             .flatten()
             .chain(spec.containers.iter())
             .any(|c| Hook::PreStop.of(c).is_some());
+        if self.forced.is_cancelled() {
+            return Duration::ZERO;
+        }
         if !any || grace.is_zero() {
             return grace;
         }
@@ -93,7 +96,12 @@ impl Worker {
                 }
             });
         }
-        futures::future::join_all(stops).await;
+        let forced = self.forced.clone();
+        tokio::select! {
+            _ = futures::future::join_all(stops) => {}
+            // A force deletion during the hooks: the containers go now.
+            _ = forced.cancelled() => return Duration::ZERO,
+        }
         grace.saturating_sub(began.elapsed()).max(hooks::MIN_GRACE)
     }
 
