@@ -6,6 +6,7 @@ use super::cache::{Cache, NodeInfo, PodInfo};
 use super::filters::{self, Reject};
 use super::interpod::InterPod;
 use super::scores;
+use super::volumebinding::VolumeCheck;
 use k8s_openapi::api::core::v1::Node;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -28,14 +29,24 @@ pub enum Decision {
 
 pub const NO_NODES: &str = "no nodes available to schedule pods";
 
-/// Runs every filter on one node: the node-local ones, then the cluster-wide ones.
-pub fn filter_node(pod: &PodInfo, info: &NodeInfo, inter: &InterPod) -> Result<(), Reject> {
+/// Runs every filter on one node: the node-local ones, the volumes', then the
+/// cluster-wide ones.
+pub fn filter_node(
+    pod: &PodInfo,
+    info: &NodeInfo,
+    inter: &InterPod,
+    volumes: &VolumeCheck,
+) -> Result<(), Reject> {
     filters::run_all(pod, info)?;
+    if let Some(node) = info.node.as_deref() {
+        volumes.filter(node)?;
+    }
     inter.filter(pod, info)
 }
 
 pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
     let inter = InterPod::prepare(pod, cache);
+    let volumes = VolumeCheck::prepare(pod, &cache.volumes);
     let nodes: Vec<&NodeInfo> = cache.nodes.values().filter(|n| n.node.is_some()).collect();
     let mut diag = Diagnosis {
         total: nodes.len(),
@@ -44,7 +55,7 @@ pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
     let mut feasible = Vec::new();
     for info in &nodes {
         let view = cache.with_nominated(pod, info);
-        match filter_node(pod, &view, &inter) {
+        match filter_node(pod, &view, &inter, &volumes) {
             Ok(()) => feasible.push(*info),
             Err(r) => {
                 for reason in r.reasons {
