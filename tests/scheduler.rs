@@ -588,10 +588,9 @@ async fn a_bound_local_volume_keeps_its_pods_on_its_node() {
 
     // A claim that does not exist yet holds the pod until it is created.
     pod(&c.client, "early", "100m", with_claim("later")).await;
-    let msg = failed_scheduling(&c.client, "early").await;
-    assert!(
-        msg.contains("persistentvolumeclaim \"later\" not found"),
-        "{msg}"
+    assert_eq!(
+        failed_scheduling(&c.client, "early").await,
+        "0/3 nodes are available: persistentvolumeclaim \"later\" not found. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
     still_pending(&c.client, "early").await;
     create::<PersistentVolumeClaim>(

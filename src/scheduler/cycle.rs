@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Diagnosis {
     pub total: usize,
+    /// Why the pod fits no node whatever the node (upstream's PreFilter rejections, such
+    /// as a missing claim): said once, not counted per node.
+    pub pre_filter: Option<String>,
     pub reasons: BTreeMap<String, usize>,
     pub unresolvable: usize,
     pub resolvable_nodes: Vec<String>,
@@ -52,6 +55,11 @@ pub fn schedule(pod: &PodInfo, cache: &Cache, rng: &mut impl Rng) -> Decision {
         total: nodes.len(),
         ..Default::default()
     };
+    if let Some(r) = volumes.pre_filter() {
+        diag.pre_filter = Some(r.reasons.join(", "));
+        diag.unresolvable = nodes.len();
+        return Decision::NoFit(diag);
+    }
     let mut feasible = Vec::new();
     for info in &nodes {
         let view = cache.with_nominated(pod, info);
@@ -136,6 +144,9 @@ pub fn failure_message(d: &Diagnosis, preemption: Option<&str>) -> String {
         return NO_NODES.into();
     }
     let mut msg = format!("0/{} nodes are available:", d.total);
+    if let Some(p) = &d.pre_filter {
+        msg.push_str(&format!(" {p}."));
+    }
     if !d.reasons.is_empty() {
         msg.push_str(&format!(" {}.", histogram(&d.reasons)));
     }

@@ -122,6 +122,12 @@ impl VolumeCheck {
         VolumeCheck(Ok(affinities))
     }
 
+    /// Why no node at all can take the pod (a claim missing or terminating, a bound
+    /// volume not seen yet), if so.
+    pub fn pre_filter(&self) -> Option<&Reject> {
+        self.0.as_ref().err()
+    }
+
     pub fn filter(&self, node: &Node) -> Verdict {
         let affinities = self.0.as_ref().map_err(Clone::clone)?;
         let empty = Default::default();
