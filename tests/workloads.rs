@@ -195,6 +195,21 @@ fn jobs_complete_and_fail_and_a_cronjob_fires() {
         "BackoffLimitExceeded"
     );
     assert_eq!(get(&n, "job broken", "{.status.failed}"), "2");
+    let events = k(
+        &n,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=broken",
+        ],
+        &[],
+    );
+    assert!(
+        events.contains("BackoffLimitExceeded")
+            && events.contains("Job has reached the specified backoff limit"),
+        "{events}"
+    );
     let phases = get(
         &n,
         "pods -l job-name=broken",
@@ -662,6 +677,7 @@ data: {mode: fast}
     let started = Instant::now();
     let (ok, out, err) = s.kubectl(&["delete", "namespace", "doomed", "--timeout=60s"]);
     let took = started.elapsed();
+    eprintln!("namespace doomed deleted in {took:?}");
     assert!(ok, "{out}{err}\n{}", state(&n, &["ns/doomed"]));
     // kubectl waits for the namespace itself to be gone.
     assert!(
