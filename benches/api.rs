@@ -172,17 +172,6 @@ async fn etcd_put(client: &HttpClient, port: u16, key: &str, value: &[u8]) {
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn main() {
     let quick = std::env::var("K1S_BENCH_QUICK").is_ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -292,11 +281,11 @@ fn main() {
         s.spawn();
         let ready = t.elapsed();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let rss_full = s.child.as_ref().map(|c| rss_kib(c.id())).unwrap_or(0);
+        let rss_full = s.child.as_ref().map(|c| common::rss_kib(c.id())).unwrap_or(0);
         drop(s);
         let empty = TestServer::start();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let rss_empty = empty.child.as_ref().map(|c| rss_kib(c.id())).unwrap_or(0);
+        let rss_empty = empty.child.as_ref().map(|c| common::rss_kib(c.id())).unwrap_or(0);
 
         println!("\n| operation                                    | samples |  p50 (ms) |  p99 (ms) |    ops/s   |");
         println!("|----------------------------------------------|---------|-----------|-----------|------------|");

@@ -254,24 +254,13 @@ async fn deployment_of_100(label: &str, store: Store) {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// RSS once it has stopped growing: three samples 500 ms apart within 1%.
 async fn settled_rss(pid: u32) -> u64 {
-    let mut last = rss_kib(pid);
+    let mut last = common::rss_kib(pid);
     let mut steady = 0;
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = rss_kib(pid);
+        let now = common::rss_kib(pid);
         if now.abs_diff(last) * 100 <= last {
             steady += 1;
             if steady == 3 {

@@ -5,7 +5,9 @@
 use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::registry::{Catalog, Registry};
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{
+    Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -506,4 +508,100 @@ async fn preemption_evicts_lower_priority_pods() {
     assert_eq!(bound(&c.client, "high").await, "n");
     // the equal-priority pod that may not preempt did not take the freed room
     still_pending(&c.client, "polite").await;
+}
+
+async fn create<K>(client: &kube::Client, ns: Option<&str>, obj: Value)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns.unwrap_or("default"));
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+/// A local PersistentVolume that only `host` reaches, and a claim bound to it.
+async fn local_volume(client: &kube::Client, pv: &str, claim: &str, host: &str) {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let v = json!({
+        "metadata": {"name": pv},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "local": {"path": format!("/mnt/{pv}")},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [host]}]}]}},
+        }
+    });
+    volumes
+        .create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+        .await
+        .unwrap();
+    create::<PersistentVolumeClaim>(
+        client,
+        None,
+        json!({
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                "resources": {"requests": {"storage": "1Gi"}}},
+        }),
+    )
+    .await;
+}
+
+fn with_claim(claim: &str) -> Value {
+    json!({"spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}})
+}
+
+#[tokio::test]
+async fn a_bound_local_volume_keeps_its_pods_on_its_node() {
+    let c = cluster().await;
+    node(&c.client, "a", "4", json!({})).await;
+    node(&c.client, "b", "4", json!({})).await;
+    local_volume(&c.client, "pv-a", "data-a", "a").await;
+    // Pods of the claim go where the volume is, whatever the spreading scores say.
+    for i in 0..4 {
+        let name = format!("user-{i}");
+        pod(&c.client, &name, "100m", with_claim("data-a")).await;
+        assert_eq!(bound(&c.client, &name).await, "a");
+    }
+
+    // A volume on a node that is not there: no node fits, in upstream's words.
+    local_volume(&c.client, "pv-c", "data-c", "c").await;
+    pod(&c.client, "waits", "100m", with_claim("data-c")).await;
+    assert_eq!(
+        failed_scheduling(&c.client, "waits").await,
+        "0/2 nodes are available: 2 node(s) had volume node affinity conflict. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    still_pending(&c.client, "waits").await;
+    node(&c.client, "c", "4", json!({})).await;
+    assert_eq!(bound(&c.client, "waits").await, "c");
+
+    // A claim that does not exist yet holds the pod until it is created.
+    pod(&c.client, "early", "100m", with_claim("later")).await;
+    assert_eq!(
+        failed_scheduling(&c.client, "early").await,
+        "0/3 nodes are available: persistentvolumeclaim \"later\" not found. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    );
+    still_pending(&c.client, "early").await;
+    create::<PersistentVolumeClaim>(
+        &c.client,
+        None,
+        json!({
+            "metadata": {"name": "later"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                "resources": {"requests": {"storage": "1Gi"}}},
+        }),
+    )
+    .await;
+    bound(&c.client, "early").await;
 }

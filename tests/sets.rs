@@ -16,6 +16,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The label daemon pods carry: the DaemonSet's template generation.
+const GENERATION: &str = "pod-template-generation";
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
 fn daemonset(name: &str, image: &str, extra: serde_json::Value) -> DaemonSet {
     let mut v = json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -257,12 +261,26 @@ async fn daemonset_rolling_update_within_max_unavailable_and_undo() {
     .await;
     done.cancel();
     tokio::time::sleep(Duration::from_millis(100)).await;
+    for p in live_pods(&c.client, "roll").await {
+        assert_eq!(label(&p, GENERATION), "1");
+    }
+    // A change outside the template bumps metadata.generation but not the template
+    // generation the pods are labelled with.
+    let min_ready = json!({"spec": {"minReadySeconds": 0, "revisionHistoryLimit": 5}});
+    let d = api
+        .patch("roll", &PatchParams::default(), &Patch::Merge(&min_ready))
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(2));
+    assert_eq!(d.annotations()[TEMPLATE_GENERATION], "1");
 
     let img =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
-    api.patch("roll", &PatchParams::default(), &Patch::Merge(&img))
+    let d = api
+        .patch("roll", &PatchParams::default(), &Patch::Merge(&img))
         .await
         .unwrap();
+    assert_eq!(d.annotations()[TEMPLATE_GENERATION], "2");
     eventually(10, "two replaced", || async {
         (split(&c.client, "roll", "v2").await == (2, 2, 0)).then_some(())
     })
@@ -301,6 +319,7 @@ async fn daemonset_rolling_update_within_max_unavailable_and_undo() {
     assert_eq!(revs.iter().map(|r| r.revision).collect::<Vec<_>>(), [1, 2]);
     for p in live_pods(&c.client, "roll").await {
         assert_eq!(label(&p, HASH), revs[1].labels()[HASH]);
+        assert_eq!(label(&p, GENERATION), "2");
     }
     // Undo to revision 1 as kubectl does: revision 1 comes back as revision 3.
     undo(&api, "roll", &revs[0]).await;
@@ -314,6 +333,10 @@ async fn daemonset_rolling_update_within_max_unavailable_and_undo() {
         .then_some(())
     })
     .await;
+    // The undo is a template change like any other.
+    for p in live_pods(&c.client, "roll").await {
+        assert_eq!(label(&p, GENERATION), "3");
+    }
     let after = revisions(&c.client, "roll").await;
     assert_eq!(
         after

@@ -76,6 +76,11 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, now: &str) {
             obj["status"] = json!({});
             super::rules::generate_job_selector(obj);
         }
+        ("apps", "DaemonSet") if !res.is_custom() => {
+            let given = template_generation(obj).filter(|g| *g >= 1);
+            set_template_generation(obj, given.unwrap_or(1));
+            obj["status"] = json!({});
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_status(obj, None, now),
         _ if res.is_custom() && res.has_status() => {
             if let Some(o) = obj.as_object_mut() {
@@ -109,6 +114,32 @@ pub fn prepare_update(res: &ResourceInfo, obj: &mut Value, old: &Value, now: &st
     if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
         crd_status(obj, Some(old), now);
     }
+    if res.group == "apps" && res.kind == "DaemonSet" && !res.is_custom() {
+        let g = template_generation(old).unwrap_or(1);
+        let changed = obj["spec"]["template"] != old["spec"]["template"];
+        set_template_generation(obj, if changed { g + 1 } else { g });
+    }
+}
+
+/// A DaemonSet's template generation: counts changes of `spec.template` only (not of the
+/// rest of the spec, as metadata.generation does); the controller labels the pods it
+/// creates with it. Kept, as in apps/v1 upstream, in an annotation clients cannot change.
+pub const DS_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+fn template_generation(obj: &Value) -> Option<i64> {
+    obj["metadata"]["annotations"][DS_TEMPLATE_GENERATION]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn set_template_generation(obj: &mut Value, g: i64) {
+    let m = meta(obj);
+    let annotations = m.entry("annotations").or_insert_with(|| json!({}));
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    annotations[DS_TEMPLATE_GENERATION] = json!(g.to_string());
 }
 
 /// A status-subresource write: everything but status comes from the stored object.
@@ -280,6 +311,29 @@ mod tests {
         assert_eq!(qos_class(&g), "Guaranteed");
         let b = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
         assert_eq!(qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn daemonset_template_generation_counts_template_changes_only() {
+        let res = super::super::resources::builtins()
+            .into_iter()
+            .find(|r| r.group == "apps" && r.kind == "DaemonSet")
+            .expect("daemonsets are served");
+        let mut ds = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {}}}});
+        prepare_create(&res, &mut ds, "now");
+        assert_eq!(template_generation(&ds), Some(1));
+        // a client cannot set it on update, and other spec changes leave it
+        let mut upd = ds.clone();
+        upd["metadata"]["annotations"][DS_TEMPLATE_GENERATION] = json!("9");
+        upd["spec"]["minReadySeconds"] = json!(5);
+        prepare_update(&res, &mut upd, &ds, "now");
+        assert_eq!(template_generation(&upd), Some(1));
+        assert_eq!(upd["metadata"]["generation"], json!(2));
+        let mut tmpl = upd.clone();
+        tmpl["spec"]["template"]["metadata"] = json!({"labels": {"v": "2"}});
+        prepare_update(&res, &mut tmpl, &upd, "now");
+        assert_eq!(template_generation(&tmpl), Some(2));
+        assert_eq!(tmpl["metadata"]["generation"], json!(3));
     }
 
     #[test]

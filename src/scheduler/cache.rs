@@ -4,6 +4,7 @@
 //! never scans every pod. It must never call the API or decide placements.
 
 use super::resources::{self, Resources};
+use super::volumebinding::Volumes;
 use k8s_openapi::api::core::v1::{Affinity, Node, Pod, PodAffinityTerm};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -149,6 +150,8 @@ pub struct Cache {
     /// Pending pods nominated to a node by preemption: pods of lower or equal priority
     /// must leave them the room the victims free.
     nominated: HashMap<String, (String, Arc<PodInfo>)>,
+    /// The claims and volumes pods mount, for the volume filter.
+    pub volumes: Volumes,
 }
 
 impl Cache {

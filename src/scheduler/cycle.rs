@@ -8,6 +8,7 @@ use super::cache::{Cache, NodeInfo, PodInfo};
 use super::filters::{self, Reject};
 use super::interpod::InterPod;
 use super::scores;
+use super::volumebinding::VolumeCheck;
 use k8s_openapi::api::core::v1::Node;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -17,6 +18,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Diagnosis {
     pub total: usize,
+    /// Why the pod fits no node whatever the node (upstream's PreFilter rejections, such
+    /// as a missing claim): said once, not counted per node.
+    pub pre_filter: Option<String>,
     pub reasons: BTreeMap<String, usize>,
     pub unresolvable: usize,
     pub resolvable_nodes: Vec<String>,
@@ -30,9 +34,18 @@ pub enum Decision {
 
 pub const NO_NODES: &str = "no nodes available to schedule pods";
 
-/// Runs every filter on one node: the node-local ones, then the cluster-wide ones.
-pub fn filter_node(pod: &PodInfo, info: &NodeInfo, inter: &InterPod) -> Result<(), Reject> {
+/// Runs every filter on one node: the node-local ones, the volumes', then the
+/// cluster-wide ones.
+pub fn filter_node(
+    pod: &PodInfo,
+    info: &NodeInfo,
+    inter: &InterPod,
+    volumes: &VolumeCheck,
+) -> Result<(), Reject> {
     filters::run_all(pod, info)?;
+    if let Some(node) = info.node.as_deref() {
+        volumes.filter(node)?;
+    }
     inter.filter(pod, info)
 }
 
@@ -68,11 +81,17 @@ pub fn schedule_from(
     next_start: &mut usize,
 ) -> Decision {
     let inter = InterPod::prepare(pod, cache);
+    let volumes = VolumeCheck::prepare(pod, &cache.volumes);
     let nodes: Vec<&NodeInfo> = cache.nodes.values().filter(|n| n.node.is_some()).collect();
     let mut diag = Diagnosis {
         total: nodes.len(),
         ..Default::default()
     };
+    if let Some(r) = volumes.pre_filter() {
+        diag.pre_filter = Some(r.reasons.join(", "));
+        diag.unresolvable = nodes.len();
+        return Decision::NoFit(diag);
+    }
     let enough = feasible_nodes_to_find(nodes.len());
     let start = if nodes.is_empty() {
         0
@@ -87,7 +106,7 @@ pub fn schedule_from(
         }
         processed += 1;
         let view = cache.with_nominated(pod, info);
-        match filter_node(pod, &view, &inter) {
+        match filter_node(pod, &view, &inter, &volumes) {
             Ok(()) => feasible.push(*info),
             Err(r) => {
                 for reason in r.reasons {
@@ -171,6 +190,9 @@ pub fn failure_message(d: &Diagnosis, preemption: Option<&str>) -> String {
         return NO_NODES.into();
     }
     let mut msg = format!("0/{} nodes are available:", d.total);
+    if let Some(p) = &d.pre_filter {
+        msg.push_str(&format!(" {p}."));
+    }
     if !d.reasons.is_empty() {
         msg.push_str(&format!(" {}.", histogram(&d.reasons)));
     }

@@ -101,6 +101,26 @@ fn failure_message_in_upstreams_shape() {
     assert_eq!(failure_message(&none, None), NO_NODES);
 }
 
+#[test]
+fn a_missing_claim_is_said_once_for_every_node() {
+    let c = cache(vec![node("a", json!({})), node("b", json!({}))], vec![]);
+    let p = sized(
+        "p",
+        "1",
+        "1Gi",
+        json!({"spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "gone"}}]}}),
+    );
+    let Decision::NoFit(d) = schedule(&p, &c, &mut rng()) else {
+        panic!("should not fit")
+    };
+    assert_eq!(d.unresolvable, 2);
+    assert_eq!(
+        failure_message(&d, Some(&preemption_message(&d, true))),
+        "0/2 nodes are available: persistentvolumeclaim \"gone\" not found. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+}
+
 /// Preemption plans (preempt.rs), from the diagnosis of a failed attempt.
 mod preemption {
     use crate::scheduler::cache::{Cache, PodInfo};

@@ -1,13 +1,14 @@
-//! Watches over pods and nodes that keep the scheduler's cache and queue current: bound
-//! pods update their node's aggregates, pending pods for this scheduler enter the queue,
-//! and changes that may make room (a node added or changed, a bound pod gone) retry the
-//! unschedulable pods. A re-list drops what disappeared meanwhile. It must never write to
-//! the API or place pods.
+//! Watches over pods, nodes, PersistentVolumeClaims and PersistentVolumes that keep the
+//! scheduler's cache and queue current: bound pods update their node's aggregates, pending
+//! pods for this scheduler enter the queue, and changes that may make room (a node added or
+//! changed, a bound pod gone, a claim or volume added or changed) retry the unschedulable
+//! pods. A re-list drops what disappeared meanwhile. It must never write to the API or
+//! place pods.
 
 use super::cache::{terminated, PodInfo};
 use super::{Shared, SCHEDULER_NAME};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use std::collections::HashSet;
@@ -31,6 +32,14 @@ pub fn ours(pod: &Pod) -> bool {
     let spec = pod.spec.as_ref();
     spec.and_then(|s| s.scheduler_name.as_deref())
         .is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME)
+}
+
+fn claim_key(c: &PersistentVolumeClaim) -> String {
+    format!(
+        "{}/{}",
+        c.metadata.namespace.as_deref().unwrap_or(""),
+        c.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 fn bound_node(pod: &Pod) -> Option<&str> {
@@ -159,6 +168,69 @@ impl Shared {
                     self.nodes_synced.notify_one();
                 }
                 Err(e) => tracing::debug!(error = %e, "scheduler node watch"),
+            }
+        }
+    }
+
+    fn apply_claim(&self, c: &PersistentVolumeClaim) {
+        if self.cache().volumes.set_claim(c) {
+            self.queue.move_all();
+        }
+    }
+
+    pub async fn watch_claims(self: Arc<Self>) {
+        let api: Api<PersistentVolumeClaim> = Api::all(self.client.clone());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let mut seen = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(c)) => self.apply_claim(&c),
+                Ok(watcher::Event::Delete(c)) => {
+                    self.cache().volumes.remove_claim(&claim_key(&c));
+                }
+                Ok(watcher::Event::Init) => seen.clear(),
+                Ok(watcher::Event::InitApply(c)) => {
+                    seen.insert(claim_key(&c));
+                    self.apply_claim(&c);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    self.cache().volumes.retain_claims(&seen);
+                    self.claims_synced.notify_one();
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler claim watch"),
+            }
+        }
+    }
+
+    fn apply_volume(&self, v: &PersistentVolume) {
+        if self.cache().volumes.set_volume(v) {
+            self.queue.move_all();
+        }
+    }
+
+    pub async fn watch_volumes(self: Arc<Self>) {
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let mut seen = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(v)) => self.apply_volume(&v),
+                Ok(watcher::Event::Delete(v)) => {
+                    let name = v.metadata.name.as_deref().unwrap_or("");
+                    self.cache().volumes.remove_volume(name);
+                }
+                Ok(watcher::Event::Init) => seen.clear(),
+                Ok(watcher::Event::InitApply(v)) => {
+                    seen.insert(v.metadata.name.clone().unwrap_or_default());
+                    self.apply_volume(&v);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    self.cache().volumes.retain_volumes(&seen);
+                    self.volumes_synced.notify_one();
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler volume watch"),
             }
         }
     }

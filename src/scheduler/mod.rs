@@ -19,6 +19,7 @@ mod scores;
 pub mod selectors;
 #[cfg(test)]
 mod testutil;
+mod volumebinding;
 pub(crate) mod volumes;
 
 use cache::{Cache, PodInfo};
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     queue: Queue,
     pods_synced: Notify,
     nodes_synced: Notify,
+    claims_synced: Notify,
+    volumes_synced: Notify,
     /// Last failure message reported per pod, and when, to avoid an event per retry.
     reported: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -95,17 +98,23 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         queue: Queue::default(),
         pods_synced: Notify::new(),
         nodes_synced: Notify::new(),
+        claims_synced: Notify::new(),
+        volumes_synced: Notify::new(),
         reported: Mutex::new(HashMap::new()),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(shared.clone().watch_pods());
     tasks.spawn(shared.clone().watch_nodes());
+    tasks.spawn(shared.clone().watch_claims());
+    tasks.spawn(shared.clone().watch_volumes());
     // decisions need the whole picture: wait for both initial lists
     tokio::select! {
         _ = cancel.cancelled() => return,
         _ = async {
             shared.nodes_synced.notified().await;
             shared.pods_synced.notified().await;
+            shared.claims_synced.notified().await;
+            shared.volumes_synced.notified().await;
         } => {}
     }
     tasks.spawn(shared.clone().resync_pending());

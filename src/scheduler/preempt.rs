@@ -7,6 +7,7 @@
 use super::cache::{Cache, NodeInfo, PodInfo};
 use super::cycle::{filter_node, Diagnosis};
 use super::interpod::InterPod;
+use super::volumebinding::VolumeCheck;
 use super::Shared;
 use k8s_openapi::api::core::v1::Pod;
 use std::sync::Arc;
@@ -27,7 +28,12 @@ pub struct Plan {
 }
 
 /// The victims on one node, or `None` if evicting every lower-priority pod would not do.
-pub fn victims_on(pod: &PodInfo, info: &NodeInfo, inter: &InterPod) -> Option<Vec<Arc<PodInfo>>> {
+pub fn victims_on(
+    pod: &PodInfo,
+    info: &NodeInfo,
+    inter: &InterPod,
+    volumes: &VolumeCheck,
+) -> Option<Vec<Arc<PodInfo>>> {
     let mut lower: Vec<Arc<PodInfo>> = info
         .pods
         .values()
@@ -41,13 +47,13 @@ pub fn victims_on(pod: &PodInfo, info: &NodeInfo, inter: &InterPod) -> Option<Ve
     for v in &lower {
         trial.remove_pod(&v.key);
     }
-    filter_node(pod, &trial, inter).ok()?;
+    filter_node(pod, &trial, inter, volumes).ok()?;
     // spare the most important first: put each back if the pod still fits
     lower.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.key.cmp(&b.key)));
     let mut victims = Vec::new();
     for v in lower {
         trial.add_pod(v.clone());
-        if filter_node(pod, &trial, inter).is_err() {
+        if filter_node(pod, &trial, inter, volumes).is_err() {
             trial.remove_pod(&v.key);
             victims.push(v);
         }
@@ -60,12 +66,13 @@ pub fn plan(pod: &PodInfo, cache: &Cache, diag: &Diagnosis) -> Option<Plan> {
         return None;
     }
     let inter = InterPod::prepare(pod, cache);
+    let volumes = VolumeCheck::prepare(pod, &cache.volumes);
     let mut best: Option<((i32, usize, i64), Plan)> = None;
     for name in &diag.resolvable_nodes {
         let Some(info) = cache.nodes.get(name) else {
             continue;
         };
-        let Some(victims) = victims_on(pod, info, &inter) else {
+        let Some(victims) = victims_on(pod, info, &inter, &volumes) else {
             continue;
         };
         let top = victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN);

@@ -2,8 +2,7 @@
 //! a pod is bound, each unbound PersistentVolumeClaim it uses whose StorageClass binds
 //! WaitForFirstConsumer is annotated with `volume.kubernetes.io/selected-node`, so the
 //! provisioner makes its volume on the pod's node. It never binds claims itself (the
-//! PV controller does) and, unlike upstream, does not yet filter nodes by the node affinity
-//! of claims already bound: on one node that makes no difference.
+//! PV controller does); claims already bound are the volume filter's (`volumebinding`).
 
 use super::Error;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};

@@ -16,6 +16,18 @@ pub struct TestServer {
     bin: PathBuf,
 }
 
+/// The resident set size of process `pid` in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub fn k1s_bin() -> &'static str {
     env!("CARGO_BIN_EXE_k1s")
 }

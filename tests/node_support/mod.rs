@@ -135,8 +135,17 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        // Force-delete every pod so the agent stops its containers and frees the network,
-        // then wait for the shims to go before stopping the server.
+        // Controllers that would replace the pods go first (their pods orphaned, so this
+        // returns at once), then every pod is force-deleted so the agent stops its
+        // containers and frees the network; the shims must be gone before the server stops.
+        let _ = self.server.kubectl(&[
+            "delete",
+            "cronjobs,jobs,deployments,replicasets,statefulsets,daemonsets,replicationcontrollers",
+            "--all",
+            "-A",
+            "--cascade=orphan",
+            "--timeout=10s",
+        ]);
         let uids = self
             .server
             .kubectl(&[

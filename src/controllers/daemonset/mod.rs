@@ -24,9 +24,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use plan::{Limits, NodeState};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -68,37 +68,10 @@ struct Ctx {
     backoff: Backoff,
 }
 
-fn cache<K>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>>,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let events = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default())
-            // managedFields are never read here: keep them out of the cache
-            .modify(|o: &mut K| o.meta_mut().managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
-    (store, events)
-}
-
 pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = cache::<Pod>(&client);
-    let (nodes, node_events) = cache::<Node>(&client);
-    let (revisions, rev_events) = cache::<ControllerRevision>(&client);
+    let (pods, pod_events) = common::cache::<Pod>(&client);
+    let (nodes, node_events) = common::cache::<Node>(&client);
+    let (revisions, rev_events) = common::cache::<ControllerRevision>(&client);
     let ctrl = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),

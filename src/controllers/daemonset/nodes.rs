@@ -67,10 +67,30 @@ pub fn pod_template(ds: &DaemonSet, hash: &str) -> PodTemplateSpec {
         .unwrap_or_default();
     add_tolerations(&mut t);
     let meta = t.metadata.get_or_insert_with(Default::default);
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(REVISION_LABEL.into(), hash.into());
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    if let Some(g) = template_generation(ds) {
+        labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.to_string());
+    }
+    labels.insert(REVISION_LABEL.into(), hash.into());
     t
+}
+
+/// The label upstream's controller puts on daemon pods: the template generation they
+/// were made from.
+pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
+/// Where the API server keeps a DaemonSet's template generation (it counts template
+/// changes only).
+const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+
+/// The DaemonSet's template generation: its annotation, or for an object written without
+/// one, its metadata.generation.
+fn template_generation(ds: &DaemonSet) -> Option<i64> {
+    ds.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TEMPLATE_GENERATION_ANNOTATION))
+        .and_then(|g| g.parse().ok())
+        .or(ds.metadata.generation)
 }
 
 /// Pin a pod to `node`: its required node affinity becomes one term matching the node's
@@ -278,10 +298,23 @@ mod tests {
         );
         let mut t = pod_template(&host, "abc");
         pin_to_node(&mut t, "node-1");
-        assert_eq!(
-            t.metadata.as_ref().unwrap().labels.as_ref().unwrap()[REVISION_LABEL],
-            "abc"
-        );
+        let labels = t.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(labels[REVISION_LABEL], "abc");
+        // written without the annotation: metadata.generation stands in
+        assert!(!labels.contains_key(TEMPLATE_GENERATION_LABEL));
+        let mut gen = host.clone();
+        gen.metadata.generation = Some(4);
+        let t = pod_template(&gen, "abc");
+        let labels = t.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(labels[TEMPLATE_GENERATION_LABEL], "4");
+        gen.metadata.annotations = Some(BTreeMap::from([(
+            TEMPLATE_GENERATION_ANNOTATION.to_string(),
+            "2".to_string(),
+        )]));
+        let labels = pod_template(&gen, "abc").metadata.unwrap().labels.unwrap();
+        assert_eq!(labels[TEMPLATE_GENERATION_LABEL], "2");
+        let mut t = pod_template(&host, "abc");
+        pin_to_node(&mut t, "node-1");
         let tol = t.spec.as_ref().unwrap().tolerations.as_ref().unwrap();
         assert_eq!(tol.len(), 7, "{tol:?}");
         let pod = Pod {

@@ -19,9 +19,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,37 +59,10 @@ pub(super) struct Ctx {
     recorder: Recorder,
 }
 
-fn cache<K>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>>,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let events = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default())
-            // managedFields are never read here: keep them out of the cache
-            .modify(|o: &mut K| o.meta_mut().managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
-    (store, events)
-}
-
 pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = cache::<Pod>(&client);
-    let (claims, claim_events) = cache::<PersistentVolumeClaim>(&client);
-    let (revisions, rev_events) = cache::<ControllerRevision>(&client);
+    let (pods, pod_events) = common::cache::<Pod>(&client);
+    let (claims, claim_events) = common::cache::<PersistentVolumeClaim>(&client);
+    let (revisions, rev_events) = common::cache::<ControllerRevision>(&client);
     let ctrl = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),

@@ -107,7 +107,11 @@ fn validate_selector_and_template(spec: &Value, kind_lc: &str, errs: &mut Errs) 
     }
     let empty = Value::Object(Map::new());
     let tmpl = tmpl.unwrap_or(&empty);
-    core_pod::validate_pod_template(tmpl, "spec.template", errs);
+    if kind_lc == "statefulset" {
+        core_pod::validate_pod_template(&with_claim_volumes(tmpl, spec), "spec.template", errs);
+    } else {
+        core_pod::validate_pod_template(tmpl, "spec.template", errs);
+    }
     let tspec = json::get(tmpl, "spec").unwrap_or(&empty);
     let rp = json::s(tspec, "restartPolicy");
     if rp != "Always" {
@@ -231,6 +235,38 @@ fn validate_deployment(spec: &Value, errs: &mut Errs) {
             ));
         }
     }
+}
+
+/// A StatefulSet's template as its pods will have it: each volumeClaimTemplate is a volume
+/// the containers may mount (the controller adds it to every pod), unless the template
+/// already has a volume of that name.
+fn with_claim_volumes(tmpl: &Value, spec: &Value) -> Value {
+    let mut t = tmpl.clone();
+    let names: Vec<&str> = spec["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["metadata"]["name"].as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() || !t["spec"].is_object() {
+        return t;
+    }
+    let volumes = &mut t["spec"]["volumes"];
+    if volumes.is_null() {
+        *volumes = Value::Array(vec![]);
+    }
+    let Some(list) = volumes.as_array_mut() else {
+        return t;
+    };
+    for name in names {
+        if !list.iter().any(|v| v["name"].as_str() == Some(name)) {
+            list.push(
+                serde_json::json!({"name": name, "persistentVolumeClaim": {"claimName": name}}),
+            );
+        }
+    }
+    t
 }
 
 fn validate_statefulset(spec: &Value, old: Option<&Value>, errs: &mut Errs) {

@@ -156,6 +156,19 @@ fn replicaset_daemonset_statefulset_rules() {
         &validate("apps", "v1", "StatefulSet", &ss_pol, None),
         "spec.podManagementPolicy: Invalid value: \"Random\": must be 'OrderedReady' or 'Parallel'",
     );
+    // A mount may name a volumeClaimTemplate; any other unknown name is still an error.
+    let mut ss_claim = ss.clone();
+    ss_claim["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
+    ss_claim["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    assert_clean(&validate("apps", "v1", "StatefulSet", &ss_claim, None));
+    ss_claim["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] =
+        json!("other");
+    assert_has(
+        &validate("apps", "v1", "StatefulSet", &ss_claim, None),
+        "spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"other\"",
+    );
     let mut ss_name = ss.clone();
     ss_name["metadata"]["name"] = json!("a.b");
     assert_has(
