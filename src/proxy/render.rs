@@ -57,6 +57,9 @@ pub struct ServiceRules {
 }
 
 /// The skeleton of the table, created once per full resync. Contains no service data.
+/// Packets to 127.0.0.0/8 from elsewhere that are not replies and were not DNATed.
+const LOCALNET_GUARD: &str = "iif != lo ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct state != { established, related } ct status & dnat == 0";
+
 /// The chain whose listing tells whether the table is still as k1s wrote it: a flushed ruleset,
 /// a deleted table or a flushed chain all lose its jump.
 pub const CANARY_CHAIN: &str = "nat-prerouting";
@@ -111,6 +114,13 @@ pub fn skeleton(cfg: &RenderConfig) -> String {
         let _ = writeln!(s, "add chain {t} {c}");
     }
     let rules: &[(&str, String)] = &[
+        // Where a host sets route_localnet (the portmap plugin does on the pod bridge, for
+        // hostPorts on 127.0.0.1), a neighbour could reach services bound to localhost by
+        // sending to 127.0.0.0/8 (CVE-2020-8558); kube-proxy drops such packets the same way.
+        (
+            "filter-input",
+            format!("{LOCALNET_GUARD} drop comment \"localhost reached from outside\""),
+        ),
         ("filter-input", "ct state new jump endpoints-check".into()),
         ("filter-forward", "ct state new jump endpoints-check".into()),
         ("filter-forward", "ct state new jump cluster-ips-check".into()),
@@ -558,6 +568,7 @@ mod tests {
         let s = skeleton(&cfg());
         assert!(s.starts_with("add table ip k1s"));
         assert!(s.contains("ip daddr 10.43.0.0/16 drop"));
+        assert!(s.contains(&format!("add rule ip k1s filter-input {LOCALNET_GUARD} drop")));
         assert!(!s
             .lines()
             .any(|l| is_service_object(l.split(' ').nth(4).unwrap_or(""))));
