@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// How long to let a burst of events settle (editors write, rename and chmod in steps).
-const SETTLE: Duration = Duration::from_millis(150);
+const SETTLE: Duration = Duration::from_millis(30);
 /// Polling interval when inotify is not available.
 const POLL: Duration = Duration::from_secs(1);
 const RETRY_FIRST: Duration = Duration::from_secs(5);
@@ -87,8 +87,15 @@ impl Controller {
     }
 
     /// One pass over the directory. `force` re-applies unchanged files; `dirty` names files
-    /// known to have changed (their stamp is not trusted).
-    pub async fn pass(&mut self, force: bool, dirty: &BTreeSet<String>) -> Vec<(String, Outcome)> {
+    /// known to have changed (their stamp is not trusted). With `only_dirty` (a pass on
+    /// inotify events) other files are left for their own events, except failed ones due for
+    /// a retry: a changed stamp without an event is a file still being written.
+    pub async fn pass(
+        &mut self,
+        force: bool,
+        dirty: &BTreeSet<String>,
+        only_dirty: bool,
+    ) -> Vec<(String, Outcome)> {
         let (entries, skips) = match files::list(&self.dir) {
             Ok(l) => l,
             Err(e) => {
@@ -107,9 +114,13 @@ impl Controller {
                 continue;
             }
             if !force && !dirty.contains(&entry.file) {
-                if let Some(s) = self.seen.get(&entry.file) {
-                    let waiting = s.retry_at.is_some_and(|t| t > now);
-                    if s.stamp == entry.stamp && (s.ok || waiting) {
+                let seen = self.seen.get(&entry.file);
+                let due = seen.is_some_and(|s| s.retry_at.is_some_and(|t| t <= now));
+                if only_dirty && !due {
+                    continue;
+                }
+                if let Some(s) = seen {
+                    if s.stamp == entry.stamp && (s.ok || !due) {
                         continue;
                     }
                 }
@@ -397,7 +408,7 @@ impl Controller {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut watch = open_watch(&self.dir);
         let mut next_resync = Instant::now() + self.resync;
-        self.pass(false, &BTreeSet::new()).await;
+        self.pass(false, &BTreeSet::new(), false).await;
         loop {
             let mut wake = next_resync;
             if let Some(t) = self.next_retry() {
@@ -413,6 +424,7 @@ impl Controller {
             };
             let mut dirty = BTreeSet::new();
             let mut force = false;
+            let mut only_dirty = false;
             match changes {
                 Some(Ok(mut c)) => {
                     tokio::time::sleep(SETTLE).await;
@@ -423,6 +435,7 @@ impl Controller {
                         tracing::warn!(dir = %self.dir.display(), "the manifests directory went away; polling");
                         watch = None;
                     }
+                    only_dirty = !c.everything;
                     dirty = c.names;
                 }
                 Some(Err(e)) => {
@@ -438,7 +451,13 @@ impl Controller {
                 }
                 None => {}
             }
-            self.pass(force, &dirty).await;
+            if only_dirty
+                && dirty.is_empty()
+                && self.next_retry().is_none_or(|t| t > Instant::now())
+            {
+                continue; // only writes still open, or a directory's own events
+            }
+            self.pass(force, &dirty, only_dirty).await;
         }
     }
 }

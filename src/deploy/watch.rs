@@ -1,6 +1,8 @@
-//! Noticing changes in the manifests directory: inotify on the directory (writes closed,
-//! files created, renamed in or out, deleted, attributes changed), read through tokio so no
-//! thread waits on it, reporting which names changed. When inotify cannot be used (no
+//! Noticing changes in the manifests directory: inotify on the directory, read through tokio
+//! so no thread waits on it, reporting which names changed. A file counts as changed once it is
+//! complete: closed after writing, renamed in or out, deleted, touched, or created as a
+//! symlink; never at its creation or on each write, when a reader could see it half written
+//! (and an empty file would prune every object it declared). When inotify cannot be used (no
 //! watches left, the directory removed) it says so and the caller polls instead. It only
 //! reports; it never reads the files.
 
@@ -32,6 +34,7 @@ impl AsRawFd for Fd {
 
 pub struct DirWatch {
     fd: AsyncFd<Fd>,
+    dir: std::path::PathBuf,
 }
 
 impl DirWatch {
@@ -40,7 +43,6 @@ impl DirWatch {
         ino.add_watch(
             dir,
             AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_MODIFY
                 | AddWatchFlags::IN_CREATE
                 | AddWatchFlags::IN_DELETE
                 | AddWatchFlags::IN_MOVED_FROM
@@ -53,7 +55,10 @@ impl DirWatch {
         // it until dropped: the descriptor stays open and the same for the AsyncFd's lifetime.
         let fd = unsafe { AsyncFd::register_with_interest(Fd(ino), Interest::READABLE) }
             .map_err(std::io::Error::from)?;
-        Ok(DirWatch { fd })
+        Ok(DirWatch {
+            fd,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Wait for the next batch of events.
@@ -61,7 +66,7 @@ impl DirWatch {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|fd| fd.get_ref().0.read_events().map_err(std::io::Error::from)) {
-                Ok(Ok(events)) => return Ok(collect(events)),
+                Ok(Ok(events)) => return Ok(collect(&self.dir, events)),
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
@@ -71,7 +76,7 @@ impl DirWatch {
     /// Whatever else is already queued, without waiting.
     pub fn drain(&self, into: &mut Changes) {
         if let Ok(events) = self.fd.get_ref().0.read_events() {
-            let more = collect(events);
+            let more = collect(&self.dir, events);
             into.names.extend(more.names);
             into.everything |= more.everything;
             into.gone |= more.gone;
@@ -79,7 +84,7 @@ impl DirWatch {
     }
 }
 
-fn collect(events: Vec<nix::sys::inotify::InotifyEvent>) -> Changes {
+fn collect(dir: &Path, events: Vec<nix::sys::inotify::InotifyEvent>) -> Changes {
     let mut c = Changes::default();
     for e in events {
         if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
@@ -91,7 +96,18 @@ fn collect(events: Vec<nix::sys::inotify::InotifyEvent>) -> Changes {
             c.gone = true;
             c.everything = true;
         }
-        if let Some(n) = e.name.as_ref().and_then(|n| n.to_str()) {
+        let Some(n) = e.name.as_ref().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let complete = e.mask.intersects(
+            AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_ATTRIB,
+        ) || (e.mask.contains(AddWatchFlags::IN_CREATE)
+            && std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.file_type().is_symlink()));
+        if complete {
             c.names.insert(n.to_string());
         }
     }
