@@ -201,6 +201,9 @@ fn lists_json_skip_and_broken_files() {
         "widget.yaml",
         "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3}\n",
     );
+    // hostile ones: too large to read, nested beyond any parser's patience
+    write(&dir, "huge.yaml", &" ".repeat(17 * 1024 * 1024));
+    write(&dir, "nested.yaml", &format!("a: {}", "[".repeat(5_000)));
     wait_for("the good files' objects", 10, || {
         get(
             &s,
@@ -235,6 +238,9 @@ fn lists_json_skip_and_broken_files() {
     assert!(e.contains("Not_A_Name") && e.contains("422"), "{e}");
     let e = addon_error("widget");
     assert!(e.contains("Widget"), "{e}");
+    wait_for("the hostile files' errors", 10, || {
+        addon_error("huge").contains("more than") && !addon_error("nested").is_empty()
+    });
     assert_eq!(addon_error("list"), "");
     let events = s.k(&[
         "get",

@@ -8,7 +8,7 @@
 
 use super::addon::Addons;
 use super::apply::{apply_order, Applier, ObjectRef};
-use super::decode::decode;
+use super::decode::{decode, DecodeError};
 use super::files::{self, addon_name, Entry, Stamp};
 use super::watch::{Changes, DirWatch};
 use sha2::{Digest, Sha256};
@@ -104,6 +104,7 @@ impl Controller {
             }
         };
         let now = Instant::now();
+        let listed: BTreeSet<String> = entries.iter().map(|e| e.file.clone()).collect();
         let mut out = vec![];
         for entry in entries {
             if self.disables.contains(addon_name(&entry.file)) {
@@ -128,6 +129,8 @@ impl Controller {
             let outcome = self.deploy(&entry, force).await;
             out.push((entry.file.clone(), outcome));
         }
+        // a file removed and written again later is looked at afresh
+        self.seen.retain(|f, _| listed.contains(f));
         out
     }
 
@@ -190,7 +193,7 @@ impl Controller {
     async fn deploy(&mut self, entry: &Entry, force: bool) -> Outcome {
         let path = entry.path.display().to_string();
         let name = addon_name(&entry.file).to_string();
-        let content = match std::fs::read(&entry.path) {
+        let content = match read_bounded(&entry.path) {
             Ok(c) => c,
             Err(e) => {
                 // gone between listing and reading, or unreadable: the next event says which
@@ -214,7 +217,11 @@ impl Controller {
             Err(e) => return self.no_addon(entry, sum, &name, e).await,
         };
         let json = entry.file.to_ascii_lowercase().ends_with(".json");
-        let decoded = decode(&content, json).map_err(|e| format!("parsing {path}: {e}"));
+        // parsing a large file takes a while: off the async threads
+        let decoded = tokio::task::spawn_blocking(move || decode(&content, json))
+            .await
+            .unwrap_or_else(|e| Err(DecodeError::Panicked(e.to_string())))
+            .map_err(|e| format!("parsing {path}: {e}"));
         let mut objects = match decoded {
             Ok(o) => o,
             Err(why) => {
@@ -460,6 +467,17 @@ impl Controller {
             self.pass(force, &dirty, only_dirty).await;
         }
     }
+}
+
+/// The file's bytes, but never more than one past the limit `decode` refuses, so a huge file
+/// (or a link to one) costs no more memory than that.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = vec![];
+    std::fs::File::open(path)?
+        .take(super::decode::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 fn open_watch(dir: &Path) -> Option<DirWatch> {

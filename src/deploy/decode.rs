@@ -12,8 +12,10 @@ pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DecodeError {
-    #[error("file is {0} bytes, more than the {MAX_FILE_BYTES} a manifest may have")]
-    TooLarge(usize),
+    #[error("the parser failed: {0}")]
+    Panicked(String),
+    #[error("file is more than the {MAX_FILE_BYTES} bytes a manifest may have")]
+    TooLarge,
     #[error("document {doc}: {why}")]
     Syntax { doc: usize, why: String },
     #[error("document {doc}{item}: {why}", item = item.map(|i| format!(", item {i}")).unwrap_or_default())]
@@ -66,7 +68,7 @@ pub struct Object {
 /// The objects of a file, in file order. `json` reads it as JSON rather than YAML.
 pub fn decode(content: &[u8], json: bool) -> Result<Vec<Object>, DecodeError> {
     if content.len() > MAX_FILE_BYTES {
-        return Err(DecodeError::TooLarge(content.len()));
+        return Err(DecodeError::TooLarge);
     }
     let docs = if json {
         json_documents(content)?
@@ -214,7 +216,12 @@ mod tests {
         assert!(e.to_string().contains("JSON"), "{e}");
         let e = decode(&[0xff, 0xfe], false).unwrap_err();
         assert!(e.to_string().contains("UTF-8"), "{e}");
+        let nested = format!("a: {}", "[".repeat(5_000));
+        let e = decode(nested.as_bytes(), false).unwrap_err();
+        assert!(e.to_string().contains("YAML"), "{e}");
+        let nested = format!("{}1{}", "[".repeat(5_000), "]".repeat(5_000));
+        assert!(decode(nested.as_bytes(), true).is_err());
         let big = vec![b' '; MAX_FILE_BYTES + 1];
-        assert!(matches!(decode(&big, false), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(decode(&big, false), Err(DecodeError::TooLarge)));
     }
 }
