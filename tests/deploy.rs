@@ -149,6 +149,37 @@ fn files_are_applied_edited_and_pruned() {
     let wide = s.k(&["get", "addons", "-n", "kube-system", "-o", "wide"]);
     assert!(wide.contains("CHECKSUM"), "{wide}");
 
+    // a CRD and its custom resource in one file (the resource after it in the file, or not)
+    write(
+        &dir,
+        "gadgets.yaml",
+        "apiVersion: example.com/v1
+kind: Gadget
+metadata: {name: g1, namespace: default}
+spec: {color: blue}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {color: {type: string}}}
+",
+    );
+    wait_for("the Gadget beside its CRD", 10, || {
+        jsonpath(&s, &["gadget/g1", "-n", "default"], "{.spec.color}").as_deref() == Some("blue")
+    });
+
     // deleting the file leaves its objects (as k3s does)
     std::fs::remove_file(dir.join("app.yaml")).unwrap();
     write(
@@ -311,6 +342,11 @@ spec:
     let (ok, _, err) = s.kubectl(&["get", "configmap/skipped"]);
     assert!(!ok && err.contains("NotFound"), "{err}");
     assert!(get(&s, &["get", "addon/x", "-n", "kube-system"]).is_none());
+    // until the .skip file goes
+    std::fs::remove_file(dir.join("x.skip")).unwrap();
+    wait_for("x.yaml applied once not skipped", 10, || {
+        get(&s, &["get", "configmap/skipped"]).is_some()
+    });
 }
 
 #[test]

@@ -114,7 +114,11 @@ impl Controller {
             if files::is_skipped(&entry.file, &skips) {
                 continue;
             }
-            if !force && !dirty.contains(&entry.file) {
+            // a `.skip` file added or removed changes its manifest's fate
+            let changed = dirty.contains(&entry.file)
+                || dirty.contains(&format!("{}.skip", entry.file))
+                || dirty.contains(&format!("{}.skip", addon_name(&entry.file)));
+            if !force && !changed {
                 let seen = self.seen.get(&entry.file);
                 let due = seen.is_some_and(|s| s.retry_at.is_some_and(|t| t <= now));
                 if only_dirty && !due {
