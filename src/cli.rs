@@ -93,6 +93,10 @@ pub struct ServerArgs {
     /// Run the control plane only: no node agent in this process
     #[arg(long, env = "K1S_DISABLE_AGENT")]
     pub disable_agent: bool,
+    /// Do not deploy a bundled component, and remove it if it was (repeatable, or a comma
+    /// list): local-storage, servicelb
+    #[arg(long = "disable", env = "K1S_DISABLE", value_delimiter = ',')]
+    pub disable: Vec<String>,
     #[command(flatten)]
     pub node: NodeArgs,
 }

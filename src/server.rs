@@ -142,6 +142,16 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     let client = crate::client::in_process(api.clone(), crate::client::server_identity());
     ensure_namespaces(&client).await?;
     rbac.start(&client, &mut tasks, &cancel).await?;
+    // Before the controllers start, so their first lists do not compete with it, and before
+    // readiness, so the bundled manifests' objects (the default StorageClass) are there.
+    crate::deploy::start(
+        client.clone(),
+        deploy_config(args, &server_dir),
+        &mut tasks,
+        cancel.clone(),
+    )
+    .await
+    .context("starting the manifests directory")?;
     tasks.spawn(crate::controllers::clusterroleaggregation::run(
         client.clone(),
         cancel.clone(),
@@ -174,10 +184,13 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(crate::controllers::servicelb::run(
-        client.clone(),
-        cancel.clone(),
-    ));
+    let disabled = |name: &str| args.disable.iter().any(|d| d == name);
+    if !disabled("servicelb") {
+        tasks.spawn(crate::controllers::servicelb::run(
+            client.clone(),
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(crate::controllers::namespace::run(
         client.clone(),
         cancel.clone(),
@@ -254,22 +267,21 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         client.clone(),
         cancel.clone(),
     ));
-    crate::controllers::localpath::ensure_default_class(&client)
-        .await
-        .context("creating the local-path storage class")?;
-    let storage = crate::controllers::localpath::Config {
-        storage_dir: args.data_dir.join("storage"),
-        node_name: (!args.disable_agent).then(|| {
-            let machine = crate::kubelet::node::Machine::probe(&args.data_dir);
-            (args.node.node_name.clone())
-                .unwrap_or_else(|| crate::kubelet::node::default_node_name(&machine))
-        }),
-    };
-    tasks.spawn(crate::controllers::localpath::run(
-        client.clone(),
-        storage,
-        cancel.clone(),
-    ));
+    if !disabled("local-storage") {
+        let storage = crate::controllers::localpath::Config {
+            storage_dir: args.data_dir.join("storage"),
+            node_name: (!args.disable_agent).then(|| {
+                let machine = crate::kubelet::node::Machine::probe(&args.data_dir);
+                (args.node.node_name.clone())
+                    .unwrap_or_else(|| crate::kubelet::node::default_node_name(&machine))
+            }),
+        };
+        tasks.spawn(crate::controllers::localpath::run(
+            client.clone(),
+            storage,
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(crate::scheduler::run(client.clone(), cancel.clone()));
     api.set_ready();
     let (cert, key) = pki
@@ -302,6 +314,24 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         tasks,
         store,
     })
+}
+
+/// The manifests directory and the values its bundled manifests are rendered with.
+fn deploy_config(args: &ServerArgs, server_dir: &std::path::Path) -> crate::deploy::Config {
+    let dns = args
+        .cluster_dns
+        .unwrap_or_else(|| nth_ip(&args.service_cidr, 10));
+    crate::deploy::Config {
+        dir: server_dir.join("manifests"),
+        vars: crate::deploy::TemplateVars {
+            cluster_dns: dns.to_string(),
+            cluster_domain: args.cluster_domain.clone(),
+            data_dir: args.data_dir.display().to_string(),
+            default_local_storage_path: args.data_dir.join("storage").display().to_string(),
+        },
+        disables: args.disable.iter().cloned().collect(),
+        resync: crate::deploy::RESYNC,
+    }
 }
 
 /// The node agent of this server: a node labelled as the control plane.

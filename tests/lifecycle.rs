@@ -747,8 +747,14 @@ async fn local_path_provisions_for_the_first_consumer_and_reclaims() {
     let c = cluster().await;
     let data = tempfile::tempdir().unwrap();
     let storage_dir = data.path().join("storage");
-    localpath::ensure_default_class(&c.client).await.unwrap();
-    localpath::ensure_default_class(&c.client).await.unwrap();
+    // the bundled manifest's class, applied twice as a restart does
+    let manifest = k1s::deploy::stage::bundled("local-storage", &Default::default()).unwrap();
+    let applier = k1s::deploy::apply::Applier::new(c.client.clone());
+    for _ in 0..2 {
+        for o in k1s::deploy::decode::decode(manifest.as_bytes(), false).unwrap() {
+            applier.apply(&o).await.unwrap();
+        }
+    }
     ready_node(&c, "n1").await;
     tokio::spawn(pvbinder::run(c.client.clone(), c.cancel.clone()));
     tokio::spawn(localpath::run(

@@ -1,8 +1,9 @@
 //! The local-path provisioner, k3s's default storage (rancher/local-path-provisioner's
-//! behaviour): the `local-path` StorageClass (default class, provisioner
-//! `rancher.io/local-path`, WaitForFirstConsumer, reclaim Delete), created at start by
-//! `ensure_default_class`; for a claim of a class with that provisioner, once the scheduler
-//! has picked its node (`volume.kubernetes.io/selected-node`), a directory
+//! behaviour). The `local-path` StorageClass (default class, provisioner
+//! `rancher.io/local-path`, WaitForFirstConsumer, reclaim Delete) is not made here: it is the
+//! bundled manifest `manifests/local-storage.yaml`, applied by the manifests directory
+//! (`deploy`). For a claim of a class with that provisioner, once the scheduler has picked its
+//! node (`volume.kubernetes.io/selected-node`), a directory
 //! `<data-dir>/storage/pvc-<uid>_<ns>_<name>` and a hostPath PersistentVolume `pvc-<uid>`
 //! with node affinity to that node, pre-bound to the claim (the binder completes the bind);
 //! and when such a volume is Released with reclaim Delete, the directory and the volume go.
@@ -64,32 +65,6 @@ struct Ctx {
     client: Client,
     cfg: Config,
     recorder: Recorder,
-}
-
-/// Create the `local-path` StorageClass if it does not exist. An existing one is left as
-/// the administrator has it. (A manifests directory will take this over.)
-pub async fn ensure_default_class(client: &Client) -> Result<(), kube::Error> {
-    let api: Api<StorageClass> = Api::all(client.clone());
-    if api.get_opt(CLASS_NAME).await?.is_some() {
-        return Ok(());
-    }
-    let sc: StorageClass = serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": {
-            "name": CLASS_NAME,
-            "annotations": {crate::registry::storageclass::DEFAULT_CLASS_ANNOTATION: "true"},
-        },
-        "provisioner": PROVISIONER,
-        "volumeBindingMode": "WaitForFirstConsumer",
-        "reclaimPolicy": "Delete",
-    }))
-    .expect("the local-path class is well formed");
-    match api.create(&PostParams::default(), &sc).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
