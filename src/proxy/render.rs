@@ -568,7 +568,9 @@ mod tests {
         let s = skeleton(&cfg());
         assert!(s.starts_with("add table ip k1s"));
         assert!(s.contains("ip daddr 10.43.0.0/16 drop"));
-        assert!(s.contains(&format!("add rule ip k1s filter-input {LOCALNET_GUARD} drop")));
+        assert!(s.contains(&format!(
+            "add rule ip k1s filter-input {LOCALNET_GUARD} drop"
+        )));
         assert!(!s
             .lines()
             .any(|l| is_service_object(l.split(' ').nth(4).unwrap_or(""))));
