@@ -146,6 +146,12 @@ async fn teardown_frees_the_address_and_works_after_a_restart() {
     netns::remove(&a.netns).unwrap();
     restarted.teardown(&a).await.unwrap();
     assert!(t.leases().is_empty());
+    // The kernel tears a namespace down (and its veth with it) after the last reference
+    // goes, from a work queue: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while t.bridge_ports() != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(t.bridge_ports(), 0, "the veth died with the namespace");
 
     // A corrupt cache neither blocks teardown nor is trusted by status.
