@@ -22,8 +22,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -79,14 +79,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|p: &mut Pod| p.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
     let ctrl = Controller::new(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),

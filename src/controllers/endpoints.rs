@@ -40,14 +40,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pw) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        pw,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|p: &mut Pod| p.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
     // Deleted Services must reach the controller too (their Endpoints go), so the trigger
     // is every touched Service, not only applied ones.
     let (services, svw) = reflector::store::<Service>();

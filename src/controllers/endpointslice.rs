@@ -47,14 +47,7 @@ fn managed_slice(s: &EndpointSlice) -> Option<&String> {
 }
 
 pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pw) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        pw,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|p: &mut Pod| p.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
     let (nodes, nw) = reflector::store::<Node>();
     let node_events = reflector::reflector(
         nw,

@@ -99,14 +99,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|p: &mut Pod| p.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
     let (leases, lease_writer) = reflector::store::<Lease>();
     let lease_events = reflector::reflector(
         lease_writer,

@@ -18,8 +18,8 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -93,15 +93,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
 
 /// The controller for one kind of pod set.
 pub async fn run_for<K: PodSet>(client: Client, cancel: CancellationToken) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            // managedFields are never read here: keep them out of the cache
-            .modify(|o: &mut Pod| o.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
     let ctrl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let sets = ctrl.store();
     let ctx = Arc::new(Ctx {

@@ -24,8 +24,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,14 +50,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|o: &mut Pod| o.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
     let ctrl = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let jobs = ctrl.store();
     let ctx = Arc::new(Ctx {
