@@ -57,6 +57,7 @@ conformance!(
     delete_with_and_without_expected,
     list_prefix_order_and_pagination,
     list_at_past_revision,
+    list_with_many_versions_per_key,
     future_revision_rejected,
     compaction_hides_old_revisions,
     watch_from_now_sees_only_new,
@@ -218,6 +219,69 @@ async fn list_at_past_revision(fx: Fx) {
         .collect();
     assert_eq!(got, [("/x/1", b("new")), ("/x/3", b("three"))]);
     assert!(s.list("/x/", None, 0, Some(1)).await.unwrap().kvs.len() == 1);
+}
+
+/// Keys with many retained versions next to keys with one, a deleted and a re-created key:
+/// a list at every revision sees each key as it was then, in order, and pages the same way.
+async fn list_with_many_versions_per_key(fx: Fx) {
+    let s = &fx.store;
+    let mut expected: Vec<(Revision, Vec<(String, Bytes)>)> = vec![];
+    let mut now: std::collections::BTreeMap<String, Bytes> = Default::default();
+    let mut snapshot = |now: &std::collections::BTreeMap<String, Bytes>, rev: Revision| {
+        expected.push((
+            rev,
+            now.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ));
+    };
+    s.create("/v/a", b("a0")).await.unwrap();
+    now.insert("/v/a".to_string(), b("a0"));
+    let mut a = s.get("/v/a").await.unwrap().unwrap().mod_revision;
+    s.create("/v/b", b("b0")).await.unwrap();
+    now.insert("/v/b".to_string(), b("b0"));
+    let gone = s.create("/v/c", b("c0")).await.unwrap();
+    now.insert("/v/c".to_string(), b("c0"));
+    snapshot(&now, s.current_revision());
+    for i in 1..=30 {
+        let v = b(&format!("a{i}"));
+        a = s.update("/v/a", v.clone(), a).await.unwrap().mod_revision;
+        now.insert("/v/a".to_string(), v);
+        if i == 5 {
+            s.delete("/v/c", Some(gone.mod_revision)).await.unwrap();
+            now.remove("/v/c");
+        }
+        if i == 20 {
+            s.create("/v/c", b("c1")).await.unwrap();
+            now.insert("/v/c".to_string(), b("c1"));
+        }
+        snapshot(&now, s.current_revision());
+    }
+    s.create("/v/d", b("d0")).await.unwrap();
+    s.create("/w/outside", b("x")).await.unwrap();
+    for (rev, want) in &expected {
+        let got = s.list("/v/", None, 0, Some(*rev)).await.unwrap();
+        let got: Vec<(String, Bytes)> = got.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        assert_eq!(&got, want, "list at revision {rev}");
+        // One object per page walks the same objects.
+        let mut paged = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let p = s
+                .list("/v/", after.as_deref(), 1, Some(*rev))
+                .await
+                .unwrap();
+            paged.extend(p.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+            after = p.kvs.last().map(|kv| kv.key.clone());
+            if !p.more {
+                break;
+            }
+        }
+        assert_eq!(&paged, want, "paged list at revision {rev}");
+    }
+    let latest = s.list("/v/", None, 0, None).await.unwrap();
+    let keys: Vec<_> = latest.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["/v/a", "/v/b", "/v/c", "/v/d"]);
+    assert_eq!(latest.kvs[0].value, b("a30"));
+    assert_eq!(latest.kvs[0].mod_revision, a);
 }
 
 async fn future_revision_rejected(fx: Fx) {

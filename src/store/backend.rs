@@ -20,14 +20,20 @@ pub(crate) enum Op {
 
 pub(crate) type Entry = (Vec<u8>, Bytes);
 
+/// A forward iterator over `[lo, hi)`, for reads that walk many entries (a list's history
+/// scan): one seek, then steps, instead of one seek per entry.
+pub(crate) type Range<'a> = Box<dyn Iterator<Item = Result<Entry, StoreError>> + Send + 'a>;
+
 pub(crate) trait Backend: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
-    /// The smallest entry in `[lo, hi)`.
-    fn first(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError>;
     /// The largest entry in `[lo, hi)`.
     fn last(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError>;
     /// Up to `limit` entries of `[lo, hi)` in key order.
     fn scan(&self, lo: &[u8], hi: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError>;
+    /// Every entry of `[lo, hi)` in key order, read lazily. Entries are immutable history in
+    /// practice (the core never rewrites a history key), so an iterator that is not one
+    /// atomic snapshot is still consistent for keys at or below the durable revision.
+    fn range<'a>(&'a self, lo: &[u8], hi: &[u8]) -> Range<'a>;
     /// Number of keys in `[lo, hi)`.
     fn count(&self, lo: &[u8], hi: &[u8]) -> Result<u64, StoreError>;
     /// Applies every op or none, also across a crash.
@@ -63,17 +69,6 @@ impl Backend for MemoryBackend {
         Ok(self.read()?.get(key).cloned())
     }
 
-    fn first(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError> {
-        if lo >= hi {
-            return Ok(None);
-        }
-        Ok(self
-            .read()?
-            .range::<[u8], _>(span(lo, hi))
-            .next()
-            .map(|(k, v)| (k.clone(), v.clone())))
-    }
-
     fn last(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError> {
         if lo >= hi {
             return Ok(None);
@@ -97,6 +92,17 @@ impl Backend for MemoryBackend {
             it.collect()
         } else {
             it.take(limit).collect()
+        })
+    }
+
+    fn range<'a>(&'a self, lo: &[u8], hi: &[u8]) -> Range<'a> {
+        Box::new(MemoryRange {
+            backend: self,
+            next: lo.to_vec(),
+            inclusive: true,
+            hi: hi.to_vec(),
+            buf: std::collections::VecDeque::new(),
+            done: lo >= hi,
         })
     }
 
@@ -140,5 +146,59 @@ impl Backend for MemoryBackend {
 
     fn size(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Entries read from the memory backend per lock acquisition: writers wait at most one batch.
+const MEMORY_RANGE_BATCH: usize = 256;
+
+/// The memory backend's range: batches copied out under the read lock (values are `Bytes`,
+/// so a copy is a reference count), the lock released between batches.
+struct MemoryRange<'a> {
+    backend: &'a MemoryBackend,
+    /// Where the next batch starts; `inclusive` is false once it is a key already returned.
+    next: Vec<u8>,
+    inclusive: bool,
+    hi: Vec<u8>,
+    buf: std::collections::VecDeque<Entry>,
+    done: bool,
+}
+
+impl MemoryRange<'_> {
+    fn fill(&mut self) -> Result<(), StoreError> {
+        let map = self.backend.read()?;
+        let lo = if self.inclusive {
+            Bound::Included(&self.next[..])
+        } else {
+            Bound::Excluded(&self.next[..])
+        };
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (lo, Bound::Excluded(&self.hi[..]));
+        self.buf.extend(
+            map.range::<[u8], _>(bounds)
+                .take(MEMORY_RANGE_BATCH)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        match self.buf.back() {
+            Some((k, _)) if self.buf.len() == MEMORY_RANGE_BATCH => {
+                self.next = k.clone();
+                self.inclusive = false;
+            }
+            _ => self.done = true,
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for MemoryRange<'_> {
+    type Item = Result<Entry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() && !self.done {
+            if let Err(e) = self.fill() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.buf.pop_front().map(Ok)
     }
 }

@@ -5,6 +5,56 @@
 use super::core::Core;
 use super::keys::{self, HISTORY};
 use super::{Event, EventKind, KeyValue, ListResult, Revision, StoreError};
+use bytes::Bytes;
+
+/// Versions of one key a list steps over before it seeks past them instead.
+const STEP_VERSIONS: usize = 8;
+
+/// The versions of one key seen so far in a list's walk.
+struct Versions {
+    key: Vec<u8>,
+    /// The newest version at or below the list's revision.
+    at: Option<(Revision, Bytes)>,
+    seen: usize,
+}
+
+impl Versions {
+    /// The object the key holds at the list's revision, unless it did not exist or was deleted.
+    fn into_kv(self) -> Result<Option<KeyValue>, StoreError> {
+        let Some((mod_revision, raw)) = self.at else {
+            return Ok(None);
+        };
+        let (kind, create_revision, value) = keys::decode_history(&raw)?;
+        if kind == EventKind::Delete {
+            return Ok(None);
+        }
+        Ok(Some(KeyValue {
+            key: keys::key_string(&self.key)?,
+            value,
+            create_revision,
+            mod_revision,
+        }))
+    }
+}
+
+/// A list's page as it fills: `push` says false, and marks `more`, once the page is full and
+/// another object exists.
+struct Collected {
+    kvs: Vec<KeyValue>,
+    limit: usize,
+    more: bool,
+}
+
+impl Collected {
+    fn push(&mut self, kv: KeyValue) -> bool {
+        if self.limit > 0 && self.kvs.len() == self.limit {
+            self.more = true;
+            return false;
+        }
+        self.kvs.push(kv);
+        true
+    }
+}
 
 impl Core {
     /// Resolves a requested list revision against the compacted and current ones.
@@ -64,24 +114,61 @@ impl Core {
             c.push(1);
             cursor = cursor.max(c);
         }
-        let mut kvs = Vec::new();
-        let mut more = false;
-        // One seek to the next key, one reverse seek to its version at `rev`: cost follows the
-        // number of keys, not the number of retained versions.
-        while let Some((hk, _)) = self.backend.first(&cursor, &hi)? {
-            let (key, _) = keys::parse_history_key(&hk)?;
-            if let Some(kv) = self.get_at(key, rev)? {
-                if limit > 0 && kvs.len() == limit {
-                    more = true;
-                    break;
+        let mut out = Collected {
+            kvs: Vec::new(),
+            limit,
+            more: false,
+        };
+        // One forward walk over the history range: each key's versions are adjacent and in
+        // revision order, so the last one at or below `rev` is its value at `rev`. A key with
+        // many retained versions is skipped with two seeks instead (its version at `rev`, then
+        // the next key), so the cost follows the number of keys, not of retained versions.
+        'walk: loop {
+            let mut it = self.backend.range(&cursor, &hi);
+            let mut cur: Option<Versions> = None;
+            loop {
+                let next = it.next().transpose()?;
+                if let (Some((hk, raw)), Some(v)) = (&next, cur.as_mut()) {
+                    let (key, r) = keys::parse_history_key(hk)?;
+                    if key == v.key {
+                        v.seen += 1;
+                        if r <= rev {
+                            v.at = Some((r, raw.clone()));
+                        }
+                        if v.seen > STEP_VERSIONS {
+                            drop(it);
+                            if let Some(kv) = self.get_at(&v.key, rev)? {
+                                if !out.push(kv) {
+                                    break 'walk;
+                                }
+                            }
+                            cursor.clear();
+                            cursor.push(HISTORY);
+                            cursor.extend_from_slice(&v.key);
+                            cursor.push(1);
+                            continue 'walk;
+                        }
+                        continue;
+                    }
                 }
-                kvs.push(kv);
+                // A new key or the end: the key walked so far is complete.
+                if let Some(kv) = cur.take().map(Versions::into_kv).transpose()?.flatten() {
+                    if !out.push(kv) {
+                        break 'walk;
+                    }
+                }
+                let Some((hk, raw)) = next else {
+                    break 'walk;
+                };
+                let (key, r) = keys::parse_history_key(&hk)?;
+                cur = Some(Versions {
+                    key: key.to_vec(),
+                    at: (r <= rev).then_some((r, raw)),
+                    seen: 1,
+                });
             }
-            cursor.clear();
-            cursor.push(HISTORY);
-            cursor.extend_from_slice(key);
-            cursor.push(1);
         }
+        let Collected { kvs, more, .. } = out;
         let remaining = match (more, kvs.last()) {
             (true, Some(last)) => {
                 // Counted on the current pointers: exact unless keys changed after `rev`.

@@ -3,7 +3,7 @@
 //! sled's own periodic flush is turned off: the core flushes explicitly after each group of
 //! writes, so a write is acknowledged only once it is on disk and idle periods write nothing.
 
-use super::backend::{Backend, Entry, Op};
+use super::backend::{Backend, Entry, Op, Range};
 use super::StoreError;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
@@ -40,25 +40,20 @@ fn err(what: &str, e: sled::Error) -> StoreError {
     StoreError::Backend(format!("sled {what}: {e}"))
 }
 
+/// sled hands out values as reference-counted `IVec`s; wrapping one shares it instead of
+/// copying the value (a list of 10k objects would otherwise copy every one).
+fn shared(v: sled::IVec) -> Bytes {
+    Bytes::from_owner(v)
+}
+
 fn entry(r: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry, StoreError> {
     let (k, v) = r.map_err(|e| err("range", e))?;
-    Ok((k.to_vec(), Bytes::copy_from_slice(&v)))
+    Ok((k.to_vec(), shared(v)))
 }
 
 impl Backend for SledBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        Ok(self
-            .db
-            .get(key)
-            .map_err(|e| err("get", e))?
-            .map(|v| Bytes::copy_from_slice(&v)))
-    }
-
-    fn first(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError> {
-        if lo >= hi {
-            return Ok(None);
-        }
-        self.db.range(lo..hi).next().map(entry).transpose()
+        Ok(self.db.get(key).map_err(|e| err("get", e))?.map(shared))
     }
 
     fn last(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -74,6 +69,13 @@ impl Backend for SledBackend {
         }
         let limit = if limit == 0 { usize::MAX } else { limit };
         self.db.range(lo..hi).take(limit).map(entry).collect()
+    }
+
+    fn range<'a>(&'a self, lo: &[u8], hi: &[u8]) -> Range<'a> {
+        if lo >= hi {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(self.db.range(lo..hi).map(entry))
     }
 
     fn count(&self, lo: &[u8], hi: &[u8]) -> Result<u64, StoreError> {
