@@ -5,7 +5,7 @@ use super::auth::{GrantWrite, UserInfo};
 use super::patch::{self, PatchType};
 use super::request::{Query, RequestInfo};
 use super::response::{self, Body, Format};
-use super::{printers, read_body, subresources, watch, ApiServer};
+use super::{listbody, printers, read_body, subresources, watch, ApiServer};
 use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::registry::{
     codec, ApiError, DeleteOptions, FieldValidation, ListOptions, ResourceInfo, WriteGuard,
@@ -185,26 +185,9 @@ pub(super) fn render_one(
 
 pub(super) fn table(res: &ResourceInfo, objs: &[Value], query: &Query, list_meta: Value) -> Value {
     let now = jiff::Timestamp::now();
-    let include = match query.get("includeObject") {
-        Some("None") => printers::IncludeObject::None,
-        Some("Object") => printers::IncludeObject::Object,
-        _ => printers::IncludeObject::Metadata,
-    };
-    let (columns, rows): (Vec<printers::Column>, Vec<(Vec<Value>, &Value)>) = match &res.custom {
-        Some(c) => (
-            printers::crd_columns(&c.printer_columns),
-            objs.iter()
-                .map(|o| (printers::crd_cells(&c.printer_columns, o, now), o))
-                .collect(),
-        ),
-        None => (
-            printers::columns(&res.group, &res.plural),
-            objs.iter()
-                .map(|o| (printers::cells(&res.group, &res.plural, o, now), o))
-                .collect(),
-        ),
-    };
-    printers::table(&columns, rows, include, list_meta)
+    let (columns, cells) = listbody::printer(res);
+    let rows = objs.iter().map(|o| (cells(o, now), o)).collect();
+    printers::table(&columns, rows, listbody::include_object(query), list_meta)
 }
 
 async fn list(
@@ -216,51 +199,18 @@ async fn list(
 ) -> Result<Response<Body>, ApiError> {
     let lo = list_options(res, query)?;
     let page = srv.registry.list(res, ns, &lo).await?;
-    let meta = page.list_meta();
-    if fmt == Format::Json {
-        // fast path: splice stored bytes, no per-object parse
-        let mut out =
-            Vec::with_capacity(page.items.iter().map(|k| k.value.len() + 32).sum::<usize>() + 256);
-        out.extend_from_slice(
-            format!(
-                "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":",
-                res.list_kind,
-                res.api_version()
-            )
-            .as_bytes(),
-        );
-        serde_json::to_writer(&mut out, &meta).map_err(|e| ApiError::internal(e.to_string()))?;
-        out.extend_from_slice(b",\"items\":[");
-        for (i, kv) in page.items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            codec::write_with_rv(&mut out, kv)?;
-        }
-        out.extend_from_slice(b"]}");
-        return Ok(response::bytes_response(
-            StatusCode::OK,
-            "application/json",
-            out,
-        ));
+    match fmt {
+        Format::Json => return listbody::json(res, page),
+        Format::Table => return listbody::table(res, page, query),
+        Format::Metadata => return listbody::metadata(page),
+        _ => {}
     }
+    let meta = page.list_meta();
     let objs = page
         .items
         .iter()
         .map(codec::decode)
         .collect::<Result<Vec<_>, _>>()?;
-    if fmt == Format::Table {
-        return Ok(response::json_response(
-            StatusCode::OK,
-            &table(res, &objs, query, meta),
-            Format::Json,
-        ));
-    }
-    if fmt == Format::Metadata {
-        let items: Vec<Value> = objs.iter().map(response::partial).collect();
-        let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items});
-        return Ok(response::json_response(StatusCode::OK, &list, Format::Json));
-    }
     let list = json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": meta, "items": objs});
     Ok(response::json_response(StatusCode::OK, &list, Format::Yaml))
 }

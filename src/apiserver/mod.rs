@@ -11,6 +11,7 @@ pub mod discovery;
 mod eviction;
 mod handlers;
 mod impersonate;
+mod listbody;
 mod nodeproxy;
 pub mod openapi;
 pub mod patch;

@@ -22,6 +22,8 @@ pub mod typed;
 mod watch;
 mod write;
 
+/// An object as a list reads it: its stored bytes and revisions (render with `codec`).
+pub use crate::store::KeyValue;
 pub use error::{ApiError, ApiResult, Target};
 pub use list::{ListOptions, ListPage};
 pub use resources::{Catalog, ResourceInfo};

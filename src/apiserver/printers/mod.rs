@@ -138,6 +138,44 @@ pub fn table(
     include: IncludeObject,
     list_meta: Value,
 ) -> Value {
+    // Converting to a Value cannot fail: every map key is a string.
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(cells, obj)| {
+            serde_json::to_value(Row::new(cells, obj, include)).unwrap_or(Value::Null)
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": Value::Object(table_meta(&list_meta)),
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// Writes a `Table` the way [`table`] builds it, in three parts so a long list can be
+/// streamed: `head` up to the opening of `rows`, then each [`Row`] (comma-separated by the
+/// caller), then [`TABLE_TAIL`].
+pub fn write_table_head(
+    out: &mut Vec<u8>,
+    columns: &[Column],
+    list_meta: &Value,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(br#"{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":"#);
+    serde_json::to_writer(&mut *out, &table_meta(list_meta))?;
+    out.extend_from_slice(br#","columnDefinitions":"#);
+    serde_json::to_writer(&mut *out, columns)?;
+    out.extend_from_slice(br#","rows":["#);
+    Ok(())
+}
+
+/// What closes a table written with [`write_table_head`].
+pub const TABLE_TAIL: &[u8] = b"]}";
+
+/// The Table's ListMeta: `resourceVersion`, `continue` and `remainingItemCount` of
+/// `list_meta`, empty ones omitted as upstream's `omitempty` does.
+fn table_meta(list_meta: &Value) -> Map<String, Value> {
     let mut meta = Map::new();
     for key in ["selfLink", "resourceVersion", "continue"] {
         match list_meta.get(key).and_then(Value::as_str) {
@@ -150,36 +188,57 @@ pub fn table(
     if let Some(n) = list_meta.get("remainingItemCount").and_then(Value::as_i64) {
         meta.insert("remainingItemCount".to_string(), json!(n));
     }
-    let rows: Vec<Value> = rows
-        .into_iter()
-        .map(|(cells, obj)| {
-            let mut row = Map::new();
-            row.insert("cells".to_string(), Value::Array(cells));
-            if let Some(conditions) = row_conditions(obj) {
-                row.insert("conditions".to_string(), conditions);
-            }
-            row.insert("object".to_string(), row_object(obj, include));
-            Value::Object(row)
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": Value::Object(meta),
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    meta
 }
 
-fn row_object(obj: &Value, include: IncludeObject) -> Value {
-    match include {
-        IncludeObject::None => Value::Null,
-        IncludeObject::Object => obj.clone(),
-        IncludeObject::Metadata => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        }),
+/// One `TableRow`: its cells, the `Completed` condition of a finished pod, and the object
+/// as `includeObject` asks, serialized from a borrow of the object (no copy of it).
+#[derive(serde::Serialize)]
+pub struct Row<'a> {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Value>,
+    object: RowObject<'a>,
+}
+
+impl<'a> Row<'a> {
+    pub fn new(cells: Vec<Value>, obj: &'a Value, include: IncludeObject) -> Row<'a> {
+        Row {
+            cells,
+            conditions: row_conditions(obj),
+            object: match include {
+                IncludeObject::None => RowObject::None,
+                IncludeObject::Object => RowObject::Object(obj),
+                IncludeObject::Metadata => RowObject::Metadata(obj.get("metadata")),
+            },
+        }
+    }
+}
+
+enum RowObject<'a> {
+    None,
+    Object(&'a Value),
+    /// A `PartialObjectMetadata` of the object's metadata (`{}` when it has none).
+    Metadata(Option<&'a Value>),
+}
+
+impl serde::Serialize for RowObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            RowObject::None => s.serialize_unit(),
+            RowObject::Object(obj) => obj.serialize(s),
+            RowObject::Metadata(meta) => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("kind", "PartialObjectMetadata")?;
+                m.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+                match meta {
+                    Some(meta) => m.serialize_entry("metadata", meta)?,
+                    None => m.serialize_entry("metadata", &Map::new())?,
+                }
+                m.end()
+            }
+        }
     }
 }
 
