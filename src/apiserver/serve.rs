@@ -14,6 +14,16 @@ use tokio_util::sync::CancellationToken;
 /// How long a client may take to finish the TLS handshake or send request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// HTTP/2 receive windows. The protocol's 64 KiB default makes a client wait a round trip
+/// per 64 KiB of a large request (an apply of a big ConfigMap or CRD); a stream may send up to
+/// the request body limit with few waits, and the connection bounds what one client can make
+/// the server buffer across its streams.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 4 << 20;
+/// Response bytes queued per HTTP/2 stream ahead of the socket (hyper's default is ~400 KiB):
+/// a long list is written in larger batches; the client's window still paces it.
+const H2_SEND_BUFFER: usize = 1 << 20;
+
 /// Accept connections on `listener` until `cancel`. The listener is bound by the caller, so
 /// tests can use port 0.
 pub async fn serve(
@@ -73,7 +83,10 @@ pub async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)))
-                .max_concurrent_streams(1000);
+                .max_concurrent_streams(1000)
+                .initial_stream_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                .max_send_buf_size(H2_SEND_BUFFER);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
             tokio::pin!(conn);
             tokio::select! {
