@@ -172,6 +172,44 @@ async fn etcd_put(client: &HttpClient, port: u16, key: &str, value: &[u8]) {
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
 }
 
+/// One GET of `url` by curl with the admin certificate over `proto` (`--http2`,
+/// `--http1.1`), the body discarded: the time from the TLS session being up to the last
+/// byte. Asserts the protocol was the one asked for and the body is at least `min` bytes.
+fn curl_list(tls: &std::path::Path, url: &str, proto: &str, accept: &str, min: usize) -> Duration {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", proto, "-H"])
+        .arg(format!("Accept: {accept}"))
+        .args([
+            "-w",
+            "%{time_appconnect} %{time_total} %{size_download} %{http_version} %{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(tls.join("ca.crt"))
+        .arg("--cert")
+        .arg(tls.join("admin.crt"))
+        .arg("--key")
+        .arg(tls.join("admin.key"))
+        .arg(url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(
+        f.len(),
+        5,
+        "curl output: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = if proto == "--http2" { "2" } else { "1.1" };
+    assert_eq!((f[3], f[4]), (want, "200"), "curl {proto}: {text}");
+    assert!(
+        f[2].parse::<usize>().unwrap_or(0) >= min,
+        "short body: {text}"
+    );
+    let secs = |s: &str| s.parse::<f64>().expect("curl time");
+    Duration::from_secs_f64((secs(f[1]) - secs(f[0])).max(0.0))
+}
+
 fn main() {
     let quick = std::env::var("K1S_BENCH_QUICK").is_ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -220,6 +258,22 @@ fn main() {
                 }
             })
             .await);
+        }
+
+        // the same lists over HTTP/2 (as kubectl reads them) and HTTP/1.1, by curl on a fresh
+        // connection each: timed from the TLS session being up to the last byte
+        for (label, proto, accept) in [
+            ("JSON, HTTP/2", "--http2", "application/json"),
+            ("Table, HTTP/2", "--http2", "application/json;as=Table;v=v1;g=meta.k8s.io"),
+            ("JSON, HTTP/1.1", "--http1.1", "application/json"),
+        ] {
+            let (tls, url) = (s.tls_dir(), s.url("/api/v1/namespaces/default/pods"));
+            let name = format!("list {n_list} pods ({label}), curl");
+            rows.push(tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
+                let samples = (0..10).map(|_| curl_list(&tls, &url, proto, accept, n_list * 100)).collect();
+                Stats { name, samples, wall: start.elapsed() }
+            }).await.expect("curl lists"));
         }
 
         // watch delivery: time from a create being acknowledged... measured as create-sent to event-received
