@@ -242,6 +242,7 @@ mod tests {
     use super::*;
     use crate::registry::Catalog;
     use serde_json::json;
+    use std::sync::Arc;
 
     /// `n` stored pods, every fifth one finished, each about 300 bytes.
     fn page(n: usize) -> ListPage {
