@@ -165,10 +165,8 @@ async fn deployment_of_100(label: &str, store: Store) {
         add_node(&outside, &format!("hollow-{i}")).await;
     }
     let cancel = CancellationToken::new();
-    tokio::spawn(k1s::controllers::replicaset::run(
-        control.clone(),
-        cancel.clone(),
-    ));
+    let informers = k1s::controllers::informers::Informers::new(control.clone(), cancel.clone());
+    tokio::spawn(k1s::controllers::replicaset::run(informers, cancel.clone()));
     tokio::spawn(k1s::controllers::deployment::run(
         control.clone(),
         cancel.clone(),

@@ -152,6 +152,8 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     )
     .await
     .context("starting the manifests directory")?;
+    // One watch and one cache per kind, shared by the controllers.
+    let informers = crate::controllers::informers::Informers::new(client.clone(), cancel.clone());
     tasks.spawn(crate::controllers::clusterroleaggregation::run(
         client.clone(),
         cancel.clone(),
@@ -173,11 +175,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::endpointslice::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::endpoints::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::endpointslicemirroring::run(
@@ -187,7 +189,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     let disabled = |name: &str| args.disable.iter().any(|d| d == name);
     if !disabled("servicelb") {
         tasks.spawn(crate::controllers::servicelb::run(
-            client.clone(),
+            informers.clone(),
             cancel.clone(),
         ));
     }
@@ -208,14 +210,17 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::replicationcontroller::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::replicaset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(crate::controllers::job::run(client.clone(), cancel.clone()));
+    tasks.spawn(crate::controllers::job::run(
+        informers.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::cronjob::run(
         client.clone(),
         cancel.clone(),
@@ -225,11 +230,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::daemonset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::statefulset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::nodeipam::run(
@@ -249,17 +254,17 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::nodelifecycle::run(
-        client.clone(),
+        informers.clone(),
         Default::default(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::podgc::run(
-        client.clone(),
+        informers.clone(),
         Default::default(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::disruption::run(
-        client.clone(),
+        informers.clone(),
         Default::default(),
         cancel.clone(),
     ));

@@ -9,6 +9,7 @@
 //! the ReplicationController controller is this one over the older kind.
 
 use super::common::{self, Claim, Expect, Recorder};
+use super::informers::Informers;
 use super::podutil;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -87,13 +88,15 @@ struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    run_for::<ReplicaSet>(client, cancel).await
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    run_for::<ReplicaSet>(informers, cancel).await
 }
 
 /// The controller for one kind of pod set.
-pub async fn run_for<K: PodSet>(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
+pub async fn run_for<K: PodSet>(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let pods = pod_informer.store();
     let ctrl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let sets = ctrl.store();
     let ctx = Arc::new(Ctx {
@@ -101,15 +104,17 @@ pub async fn run_for<K: PodSet>(client: Client, cancel: CancellationToken) {
         client,
         pods,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| owners_of(&pod, &sets))
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "replicaset reconcile");
-            }
-        })
-        .await;
+    ctrl.watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
+        owners_of(&pod, &sets)
+    })
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile::<K>, error_policy::<K>, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "replicaset reconcile");
+        }
+    })
+    .await;
 }
 
 /// The sets a pod event concerns: its controller, or every set that could adopt it.

@@ -47,7 +47,8 @@ async fn api() -> Client {
 pub async fn cluster(ttl: bool) -> Cluster {
     let client = api().await;
     let cancel = CancellationToken::new();
-    tokio::spawn(k1s::controllers::job::run(client.clone(), cancel.clone()));
+    let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
+    tokio::spawn(k1s::controllers::job::run(informers, cancel.clone()));
     tokio::spawn(k1s::controllers::garbagecollector::run(
         client.clone(),
         cancel.clone(),

@@ -18,6 +18,7 @@ pub mod sync;
 pub use status::finished;
 
 use super::common::{self, Claim, Expect, Recorder};
+use super::informers::Informers;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -49,8 +50,10 @@ struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let pods = pod_informer.store();
     let ctrl = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let jobs = ctrl.store();
     let ctx = Arc::new(Ctx {
@@ -62,7 +65,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     let (orphan_tx, orphan_rx) = tokio::sync::mpsc::unbounded_channel();
     let orphans = orphans::run(ctx.client.clone(), orphan_rx, cancel.clone());
     let controller = ctrl
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
             let owners = owners_of(&pod, &jobs);
             let known = owners.iter().any(|o| jobs.get(o).is_some());
             // A deleted pod may outlive its Job's entry in the cache by a moment: let the orphan
