@@ -170,7 +170,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         .await
         .context("writing the default services")?;
     tasks.spawn(crate::controllers::defaultservices::run(
-        client.clone(),
+        informers.clone(),
         defaults,
         cancel.clone(),
     ));
@@ -238,7 +238,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::nodeipam::run(
-        client.clone(),
+        informers.clone(),
         args.cluster_cidr,
         cancel.clone(),
     ));

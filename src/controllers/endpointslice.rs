@@ -61,10 +61,10 @@ pub async fn run(informers: Informers, cancel: CancellationToken) {
     )
     .default_backoff()
     .touched_objects();
-    let ctrl = Controller::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let svc_informer = informers.get::<Service>();
+    // The controller's own kind triggers on Services that exist, as `Controller::new` would.
+    let ctrl =
+        Controller::for_shared_stream(svc_informer.subscribe_applied(), svc_informer.store());
     let services = ctrl.store();
     let services2 = services.clone();
     let slices2 = slices.clone();

@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -42,7 +41,8 @@ pub async fn run(informers: Informers, cancel: CancellationToken) {
         client: client.clone(),
         nodes,
     });
-    Controller::new(Api::<Service>::all(client), watcher::Config::default())
+    let services = informers.get::<Service>();
+    Controller::for_shared_stream(services.subscribe_applied(), services.store())
         .reconcile_all_on(node_changes)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, ctx)
