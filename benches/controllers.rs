@@ -166,11 +166,11 @@ async fn deployment_of_100(label: &str, store: Store) {
     }
     let cancel = CancellationToken::new();
     let informers = k1s::controllers::informers::Informers::new(control.clone(), cancel.clone());
-    tokio::spawn(k1s::controllers::replicaset::run(informers, cancel.clone()));
-    tokio::spawn(k1s::controllers::deployment::run(
-        control.clone(),
+    tokio::spawn(k1s::controllers::replicaset::run(
+        informers.clone(),
         cancel.clone(),
     ));
+    tokio::spawn(k1s::controllers::deployment::run(informers, cancel.clone()));
     tokio::spawn(k1s::controllers::garbagecollector::run(
         control.clone(),
         cancel.clone(),

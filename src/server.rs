@@ -206,7 +206,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::deployment::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::replicationcontroller::run(
@@ -222,11 +222,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::cronjob::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::ttlafterfinished::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::daemonset::run(

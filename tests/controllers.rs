@@ -283,7 +283,7 @@ async fn replicaset_deletes_unready_and_newest_pods_first() {
 }
 
 fn deploy_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(k1s::controllers::deployment::run(i.client().clone(), t))
+    Box::pin(k1s::controllers::deployment::run(i, t))
 }
 
 fn deployment(name: &str, replicas: i32, image: &str, strategy: serde_json::Value) -> Deployment {

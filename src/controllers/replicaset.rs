@@ -20,7 +20,6 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -97,7 +96,9 @@ pub async fn run_for<K: PodSet>(informers: Informers, cancel: CancellationToken)
     let client = informers.client().clone();
     let pod_informer = informers.get::<Pod>();
     let pods = pod_informer.store();
-    let ctrl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let own = informers.get::<K>();
+    // The controller's own kind triggers on sets that exist, as `Controller::new` would.
+    let ctrl = Controller::for_shared_stream(own.subscribe_applied(), own.store());
     let sets = ctrl.store();
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), K::COMPONENT),

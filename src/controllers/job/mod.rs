@@ -26,7 +26,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -54,7 +53,9 @@ pub async fn run(informers: Informers, cancel: CancellationToken) {
     let client = informers.client().clone();
     let pod_informer = informers.get::<Pod>();
     let pods = pod_informer.store();
-    let ctrl = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+    let own = informers.get::<Job>();
+    // The controller's own kind triggers on Jobs that exist, as `Controller::new` would.
+    let ctrl = Controller::for_shared_stream(own.subscribe_applied(), own.store());
     let jobs = ctrl.store();
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "job-controller"),
