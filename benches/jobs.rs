@@ -38,7 +38,8 @@ async fn run(label: &str, store: Store, completions: i32, parallelism: i32) {
     let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
     ns.create(&PostParams::default(), &d).await.unwrap();
     let cancel = CancellationToken::new();
-    tokio::spawn(k1s::controllers::job::run(client.clone(), cancel.clone()));
+    let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
+    tokio::spawn(k1s::controllers::job::run(informers, cancel.clone()));
 
     // The stand-in kubelet.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -152,6 +152,8 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     )
     .await
     .context("starting the manifests directory")?;
+    // One watch and one cache per kind, shared by the controllers.
+    let informers = crate::controllers::informers::Informers::new(client.clone(), cancel.clone());
     tasks.spawn(crate::controllers::clusterroleaggregation::run(
         client.clone(),
         cancel.clone(),
@@ -168,16 +170,16 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         .await
         .context("writing the default services")?;
     tasks.spawn(crate::controllers::defaultservices::run(
-        client.clone(),
+        informers.clone(),
         defaults,
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::endpointslice::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::endpoints::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::endpointslicemirroring::run(
@@ -187,7 +189,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     let disabled = |name: &str| args.disable.iter().any(|d| d == name);
     if !disabled("servicelb") {
         tasks.spawn(crate::controllers::servicelb::run(
-            client.clone(),
+            informers.clone(),
             cancel.clone(),
         ));
     }
@@ -204,36 +206,39 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::deployment::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::replicationcontroller::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::replicaset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(crate::controllers::job::run(client.clone(), cancel.clone()));
+    tasks.spawn(crate::controllers::job::run(
+        informers.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::controllers::cronjob::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::ttlafterfinished::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::daemonset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::statefulset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::nodeipam::run(
-        client.clone(),
+        informers.clone(),
         args.cluster_cidr,
         cancel.clone(),
     ));
@@ -249,17 +254,17 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::nodelifecycle::run(
-        client.clone(),
+        informers.clone(),
         Default::default(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::podgc::run(
-        client.clone(),
+        informers.clone(),
         Default::default(),
         cancel.clone(),
     ));
     tasks.spawn(crate::controllers::disruption::run(
-        client.clone(),
+        informers.clone(),
         Default::default(),
         cancel.clone(),
     ));

@@ -3,6 +3,7 @@
 //! and Ready themselves through pods/status.
 
 use k1s::apiserver::{auth::MastersOnly, ApiServer};
+use k1s::controllers::informers::Informers;
 use k1s::registry::{Catalog, Registry};
 use k1s::store::Store;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -26,7 +27,7 @@ impl Drop for Cluster {
     }
 }
 
-type Start = fn(Client, CancellationToken) -> futures::future::BoxFuture<'static, ()>;
+type Start = fn(Informers, CancellationToken) -> futures::future::BoxFuture<'static, ()>;
 
 async fn cluster(controllers: &[Start]) -> Cluster {
     let store = Store::memory();
@@ -38,14 +39,16 @@ async fn cluster(controllers: &[Start]) -> Cluster {
     d.metadata.name = Some("default".into());
     ns.create(&PostParams::default(), &d).await.unwrap();
     let cancel = CancellationToken::new();
+    // One set of informers for the cluster, shared by its controllers as in the server.
+    let informers = Informers::new(client.clone(), cancel.clone());
     for c in controllers {
-        tokio::spawn(c(client.clone(), cancel.clone()));
+        tokio::spawn(c(informers.clone(), cancel.clone()));
     }
     Cluster { client, cancel }
 }
 
-fn rs_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(k1s::controllers::replicaset::run(c, t))
+fn rs_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::replicaset::run(i, t))
 }
 
 /// Poll `f` until it returns Some, or panic after `secs`.
@@ -279,8 +282,8 @@ async fn replicaset_deletes_unready_and_newest_pods_first() {
     api.delete("order", &DeleteParams::default()).await.unwrap();
 }
 
-fn deploy_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(k1s::controllers::deployment::run(c, t))
+fn deploy_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::deployment::run(i, t))
 }
 
 fn deployment(name: &str, replicas: i32, image: &str, strategy: serde_json::Value) -> Deployment {
@@ -634,12 +637,15 @@ async fn deployment_of_100_replicas() {
     );
 }
 
-fn gc_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(k1s::controllers::garbagecollector::run(c, t))
+fn gc_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::garbagecollector::run(
+        i.client().clone(),
+        t,
+    ))
 }
 
-fn sa_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(k1s::controllers::serviceaccount::run(c, t))
+fn sa_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::serviceaccount::run(i.client().clone(), t))
 }
 
 #[tokio::test]
@@ -856,8 +862,8 @@ async fn deletes_default_as_upstream() {
     assert!(sets.get_opt("now").await.unwrap().is_none());
 }
 
-fn rc_ctrl(c: Client, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(k1s::controllers::replicationcontroller::run(c, t))
+fn rc_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(k1s::controllers::replicationcontroller::run(i, t))
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::controllers::clock::{Clock, FakeClock};
+use k1s::controllers::informers::Informers;
 use k1s::controllers::{disruption, localpath, nodelifecycle, podgc, pvbinder};
 use k1s::registry::{Catalog, Registry};
 use k1s::store::Store;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 struct Cluster {
     client: Client,
+    informers: Informers,
     cancel: CancellationToken,
     clock: Arc<FakeClock>,
 }
@@ -45,9 +47,11 @@ async fn cluster() -> Cluster {
         d.metadata.name = Some(name.into());
         ns.create(&PostParams::default(), &d).await.unwrap();
     }
+    let cancel = CancellationToken::new();
     Cluster {
+        informers: Informers::new(client.clone(), cancel.clone()),
         client,
-        cancel: CancellationToken::new(),
+        cancel,
         clock: Arc::new(FakeClock::default()),
     }
 }
@@ -60,7 +64,7 @@ impl Cluster {
             ..Default::default()
         };
         tokio::spawn(nodelifecycle::run(
-            self.client.clone(),
+            self.informers.clone(),
             cfg,
             self.cancel.clone(),
         ));
@@ -411,7 +415,7 @@ async fn pod_gc_removes_orphans_after_quarantine_and_old_terminated_pods() {
         clock: c.clock.clone(),
         ..Default::default()
     };
-    tokio::spawn(podgc::run(c.client.clone(), cfg, c.cancel.clone()));
+    tokio::spawn(podgc::run(c.informers.clone(), cfg, c.cancel.clone()));
     eventually(10, "oldest terminated pods deleted", || async {
         let gone = c.pods().get_opt("done-1").await.unwrap().is_none()
             && c.pods().get_opt("done-2").await.unwrap().is_none();
@@ -506,7 +510,7 @@ async fn budget_status_counts_as_upstream() {
     let c = cluster().await;
     owned_pods(&c).await;
     tokio::spawn(disruption::run(
-        c.client.clone(),
+        c.informers.clone(),
         disruption::Config::default(),
         c.cancel.clone(),
     ));
@@ -602,7 +606,7 @@ async fn eviction_honours_the_budget() {
     let c = cluster().await;
     owned_pods(&c).await;
     tokio::spawn(disruption::run(
-        c.client.clone(),
+        c.informers.clone(),
         disruption::Config::default(),
         c.cancel.clone(),
     ));

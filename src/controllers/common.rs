@@ -225,29 +225,6 @@ impl Recorder {
     }
 }
 
-/// A cache of every `K` (managedFields left out: controllers never read them) and the stream
-/// of objects it touches, which must be polled for the cache to fill.
-pub fn cache<K>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>>,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    use kube::runtime::{reflector, watcher, WatchStreamExt};
-    let (store, writer) = reflector::store::<K>();
-    let events = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default())
-            .modify(|o: &mut K| o.meta_mut().managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
-    (store, events)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! Node, ready when the Node is. Objects are created when missing (also after a user
 //! deletes them) and corrected when they drift; nothing else is touched.
 
+use super::informers::Informers;
 use super::servicelb::is_ready;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
@@ -355,22 +356,16 @@ async fn ensure_kube_dns(client: &Client, cfg: &DefaultServices) -> Result<(), E
 
 /// Keep the default objects right: once now, then whenever a Node or one of them changes,
 /// and every 10 s (as upstream's endpoint reconciler) to repair what a missed event hid.
-pub async fn run(client: Client, cfg: DefaultServices, cancel: CancellationToken) {
+pub async fn run(informers: Informers, cfg: DefaultServices, cancel: CancellationToken) {
+    let client = informers.client().clone();
     let names = |o: &str| o == "kubernetes" || o == "kube-dns";
-    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
+    let nodes = informers.get::<Node>().subscribe().map(|_| ()).boxed();
+    let svcs = informers
+        .get::<Service>()
+        .subscribe()
+        .filter(move |s| std::future::ready(names(&s.name_any())))
         .map(|_| ())
         .boxed();
-    let svcs = watcher(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects()
-    .filter(move |o| std::future::ready(o.as_ref().is_ok_and(|s| names(&s.name_any()))))
-    .map(|_| ())
-    .boxed();
     let eps = watcher(
         Api::<Endpoints>::all(client.clone()),
         watcher::Config::default(),

@@ -11,6 +11,7 @@
 
 use super::clock::{Clock, SystemClock};
 use super::common::Recorder;
+use super::informers::Informers;
 use super::podutil;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
@@ -78,8 +79,10 @@ struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
+pub async fn run(informers: Informers, cfg: Config, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let pods = pod_informer.store();
     let ctrl = Controller::new(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
@@ -91,15 +94,17 @@ pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
         pods,
         clock: cfg.clock,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| budgets_of(&pod, &budgets))
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "disruption reconcile");
-            }
-        })
-        .await;
+    ctrl.watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
+        budgets_of(&pod, &budgets)
+    })
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "disruption reconcile");
+        }
+    })
+    .await;
 }
 
 fn error_policy(_pdb: Arc<PodDisruptionBudget>, e: &Error, _ctx: Arc<Ctx>) -> Action {

@@ -6,6 +6,7 @@
 //! Endpoints, which this controller never touches.
 
 use super::endpointutil as eu;
+use super::informers::Informers;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
@@ -13,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use std::collections::BTreeMap;
@@ -39,20 +40,13 @@ struct Ctx {
     pods: Store<Pod>,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let (pod_informer, svc_informer) = (informers.get::<Pod>(), informers.get::<Service>());
+    let pods = pod_informer.store();
     // Deleted Services must reach the controller too (their Endpoints go), so the trigger
     // is every touched Service, not only applied ones.
-    let (services, svw) = reflector::store::<Service>();
-    let svc_events = reflector::reflector(
-        svw,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+    let services = svc_informer.store();
     let ep_events = watcher(
         Api::<Endpoints>::all(client.clone()),
         watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")),
@@ -64,8 +58,8 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         pods,
     });
     let svc_store = services.clone();
-    Controller::for_stream(svc_events, services)
-        .watches_stream(pod_events, move |pod: Pod| {
+    Controller::for_shared_stream(svc_informer.subscribe(), services)
+        .watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
             // Every Service of the namespace: a pod that stopped matching must leave too.
             let ns = pod.namespace();
             svc_store

@@ -8,6 +8,7 @@
 
 use super::common::{self, Expect};
 use super::endpointutil as eu;
+use super::informers::Informers;
 use super::sliceplan::{self, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -46,16 +47,10 @@ fn managed_slice(s: &EndpointSlice) -> Option<&String> {
         .flatten()
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
-    let (nodes, nw) = reflector::store::<Node>();
-    let node_events = reflector::reflector(
-        nw,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .modify(|n: &mut Node| n.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let (pod_informer, node_informer) = (informers.get::<Pod>(), informers.get::<Node>());
+    let (pods, nodes) = (pod_informer.store(), node_informer.store());
     let (slices, sw) = reflector::store::<EndpointSlice>();
     let slice_events = reflector::reflector(
         sw,
@@ -66,10 +61,10 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     )
     .default_backoff()
     .touched_objects();
-    let ctrl = Controller::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let svc_informer = informers.get::<Service>();
+    // The controller's own kind triggers on Services that exist, as `Controller::new` would.
+    let ctrl =
+        Controller::for_shared_stream(svc_informer.subscribe_applied(), svc_informer.store());
     let services = ctrl.store();
     let services2 = services.clone();
     let slices2 = slices.clone();
@@ -79,14 +74,16 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         nodes,
         slices,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| {
+    ctrl.watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
         services_of(&pod, &services, &slices2)
     })
     .watches_stream(slice_events, |s: EndpointSlice| {
         let ns = s.namespace().unwrap_or_default();
         managed_slice(&s).map(|svc| ObjectRef::new(svc).within(&ns))
     })
-    .watches_stream(node_events, move |n: Node| zone_users(&n, &services2))
+    .watches_shared_stream(node_informer.subscribe(), move |n: Arc<Node>| {
+        zone_users(&n, &services2)
+    })
     .graceful_shutdown_on(async move { cancel.cancelled().await })
     .run(reconcile, error_policy, ctx)
     .for_each(|r| async move {

@@ -184,7 +184,13 @@ async fn watch(
     let events = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default())
-            .modify(|o: &mut Meta| o.metadata.managed_fields = None)
+            // The collector reads owners, finalizers, uids and deletion state only: labels
+            // and annotations (kubectl's last-applied copy among them) stay out of the cache.
+            .modify(|o: &mut Meta| {
+                o.metadata.managed_fields = None;
+                o.metadata.labels = None;
+                o.metadata.annotations = None;
+            })
             .default_backoff(),
     )
     .map_ok(move |ev| {

@@ -17,6 +17,7 @@ pub mod endpointslicemirroring;
 pub mod endpointutil;
 pub mod garbagecollector;
 pub mod history;
+pub mod informers;
 pub mod job;
 pub mod localpath;
 pub mod namespace;

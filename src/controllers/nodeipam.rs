@@ -3,12 +3,12 @@
 //! A CIDR, once set, is the node's for its life (the API makes it immutable); allocation is
 //! serialised so two nodes never get the same one. It never touches anything but podCIDRs.
 
+use super::informers::Informers;
 use futures::StreamExt;
 use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -73,14 +73,14 @@ pub fn first_free(cluster: &IpNetwork, used: &HashSet<IpNetwork>) -> Option<IpNe
         .find(|r| !used.contains(r))
 }
 
-pub async fn run(client: Client, cluster: IpNetwork, cancel: CancellationToken) {
-    let api: Api<Node> = Api::all(client.clone());
+pub async fn run(informers: Informers, cluster: IpNetwork, cancel: CancellationToken) {
+    let nodes = informers.get::<Node>();
     let ctx = Arc::new(Ctx {
-        client,
+        client: informers.client().clone(),
         cluster,
         allocating: Mutex::new(()),
     });
-    Controller::new(api, watcher::Config::default())
+    Controller::for_shared_stream(nodes.subscribe_applied(), nodes.store())
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {

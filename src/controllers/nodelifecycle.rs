@@ -11,6 +11,7 @@
 
 use super::clock::{self, Clock, SystemClock};
 use super::common::Recorder;
+use super::informers::Informers;
 use super::tainteviction::{self, Verdict};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -98,8 +99,10 @@ struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
+pub async fn run(informers: Informers, cfg: Config, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let (pod_informer, node_informer) = (informers.get::<Pod>(), informers.get::<Node>());
+    let pods = pod_informer.store();
     let (leases, lease_writer) = reflector::store::<Lease>();
     let lease_events = reflector::reflector(
         lease_writer,
@@ -117,16 +120,17 @@ pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
         pods,
         leases,
         seen: Mutex::new(HashMap::new()),
-        nodes: reflector::store::<Node>().0,
+        nodes: node_informer.store(),
     };
-    let ctrl = Controller::new(Api::<Node>::all(client), watcher::Config::default());
-    let nodes = ctrl.store();
-    let ctx = Arc::new(Ctx { nodes, ..ctx });
-    ctrl.watches_stream(pod_events, |p: Pod| {
+    // The controller's own kind triggers on nodes that exist, as `Controller::new` would.
+    let ctrl = Controller::for_shared_stream(node_informer.subscribe_applied(), ctx.nodes.clone());
+    let ctx = Arc::new(ctx);
+    ctrl.watches_shared_stream(pod_informer.subscribe(), |p: Arc<Pod>| {
         p.spec
-            .and_then(|s| s.node_name)
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
             .filter(|n| !n.is_empty())
-            .map(|n| ObjectRef::new(&n))
+            .map(ObjectRef::new)
     })
     .watches_stream(lease_events, |l: Lease| Some(ObjectRef::new(&l.name_any())))
     .graceful_shutdown_on(async move { cancel.cancelled().await })

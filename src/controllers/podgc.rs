@@ -8,12 +8,11 @@
 //! condition. It reads pods and nodes from reflector caches and writes only through the API.
 
 use super::clock::{Clock, SystemClock};
-use futures::StreamExt;
+use super::informers::Informers;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -65,22 +64,10 @@ struct Gc {
     missing: HashMap<String, Timestamp>,
 }
 
-pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let pod_stream = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(|p: &mut Pod| p.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
-    let node_stream = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
+pub async fn run(informers: Informers, cfg: Config, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pods = informers.get::<Pod>().store();
+    let nodes = informers.get::<Node>().store();
     let mut gc = Gc {
         client,
         cfg,
@@ -101,8 +88,6 @@ pub async fn run(client: Client, cfg: Config, cancel: CancellationToken) {
     };
     tokio::select! {
         _ = cancel.cancelled() => {}
-        _ = pod_stream => {}
-        _ = node_stream => {}
         _ = sweeper => {}
     }
 }

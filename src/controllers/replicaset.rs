@@ -9,6 +9,7 @@
 //! the ReplicationController controller is this one over the older kind.
 
 use super::common::{self, Claim, Expect, Recorder};
+use super::informers::Informers;
 use super::podutil;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -19,7 +20,6 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -87,29 +87,35 @@ struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    run_for::<ReplicaSet>(client, cancel).await
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    run_for::<ReplicaSet>(informers, cancel).await
 }
 
 /// The controller for one kind of pod set.
-pub async fn run_for<K: PodSet>(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
-    let ctrl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+pub async fn run_for<K: PodSet>(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let pods = pod_informer.store();
+    let own = informers.get::<K>();
+    // The controller's own kind triggers on sets that exist, as `Controller::new` would.
+    let ctrl = Controller::for_shared_stream(own.subscribe_applied(), own.store());
     let sets = ctrl.store();
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), K::COMPONENT),
         client,
         pods,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| owners_of(&pod, &sets))
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "replicaset reconcile");
-            }
-        })
-        .await;
+    ctrl.watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
+        owners_of(&pod, &sets)
+    })
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile::<K>, error_policy::<K>, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "replicaset reconcile");
+        }
+    })
+    .await;
 }
 
 /// The sets a pod event concerns: its controller, or every set that could adopt it.

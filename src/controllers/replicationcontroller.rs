@@ -3,10 +3,10 @@
 //! label map (defaulted by the API to the template's labels) and whose template is optional.
 //! Only the mapping of the kind's fields lives here.
 
+use super::informers::Informers;
 use super::replicaset::{run_for, PodSet};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 impl PodSet for ReplicationController {
@@ -36,6 +36,6 @@ impl PodSet for ReplicationController {
     }
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    run_for::<ReplicationController>(client, cancel).await
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    run_for::<ReplicationController>(informers, cancel).await
 }

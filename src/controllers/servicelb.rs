@@ -5,12 +5,12 @@
 //! LoadBalancer. Services with a class belong to another load balancer: never touched. The
 //! proxy serves the ports on those addresses; this controller only writes status.
 
+use super::informers::Informers;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -32,21 +32,17 @@ struct Ctx {
     nodes: Store<Node>,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (nodes, nw) = reflector::store::<Node>();
-    let node_changes = reflector::reflector(
-        nw,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .modify(|n: &mut Node| n.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects()
-    .map(|_| ());
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let node_informer = informers.get::<Node>();
+    let nodes = node_informer.store();
+    let node_changes = node_informer.subscribe().map(|_| ());
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         nodes,
     });
-    Controller::new(Api::<Service>::all(client), watcher::Config::default())
+    let services = informers.get::<Service>();
+    Controller::for_shared_stream(services.subscribe_applied(), services.store())
         .reconcile_all_on(node_changes)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, ctx)

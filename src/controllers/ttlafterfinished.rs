@@ -4,13 +4,13 @@
 //! it expires, and re-reads the Job from the API before deleting (the TTL may have changed
 //! or the Job been replaced). It never touches a Job that has not finished.
 
+use super::informers::Informers;
 use super::job::finished;
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +30,10 @@ struct Ctx {
     client: Client,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let ctrl = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let jobs = informers.get::<Job>();
+    let ctrl = Controller::for_shared_stream(jobs.subscribe_applied(), jobs.store());
     ctrl.graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, Arc::new(Ctx { client }))
         .for_each(|r| async move {

@@ -47,14 +47,18 @@ async fn api() -> Client {
 pub async fn cluster(ttl: bool) -> Cluster {
     let client = api().await;
     let cancel = CancellationToken::new();
-    tokio::spawn(k1s::controllers::job::run(client.clone(), cancel.clone()));
+    let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
+    tokio::spawn(k1s::controllers::job::run(
+        informers.clone(),
+        cancel.clone(),
+    ));
     tokio::spawn(k1s::controllers::garbagecollector::run(
         client.clone(),
         cancel.clone(),
     ));
     if ttl {
         tokio::spawn(k1s::controllers::ttlafterfinished::run(
-            client.clone(),
+            informers,
             cancel.clone(),
         ));
     }
@@ -67,7 +71,7 @@ pub async fn cron_cluster(start: jiff::Timestamp) -> (Cluster, ManualClock) {
     let cancel = CancellationToken::new();
     let clock = ManualClock::new(start);
     tokio::spawn(k1s::controllers::cronjob::run_with_clock(
-        client.clone(),
+        k1s::controllers::informers::Informers::new(client.clone(), cancel.clone()),
         Arc::new(clock.clone()),
         cancel.clone(),
     ));

@@ -10,8 +10,15 @@ use serde_json::{json, Value};
 
 fn start(c: &Cluster) {
     let (cl, t) = (c.client.clone(), c.cancel.clone());
-    tokio::spawn(k1s::controllers::endpointslice::run(cl.clone(), t.clone()));
-    tokio::spawn(k1s::controllers::endpoints::run(cl.clone(), t.clone()));
+    let informers = k1s::controllers::informers::Informers::new(cl.clone(), t.clone());
+    tokio::spawn(k1s::controllers::endpointslice::run(
+        informers.clone(),
+        t.clone(),
+    ));
+    tokio::spawn(k1s::controllers::endpoints::run(
+        informers.clone(),
+        t.clone(),
+    ));
     tokio::spawn(k1s::controllers::endpointslicemirroring::run(
         cl.clone(),
         t.clone(),
@@ -20,7 +27,7 @@ fn start(c: &Cluster) {
         cl.clone(),
         t.clone(),
     ));
-    tokio::spawn(k1s::controllers::servicelb::run(cl, t));
+    tokio::spawn(k1s::controllers::servicelb::run(informers, t));
 }
 
 async fn service(c: &Cluster, name: &str, spec: Value) -> Service {

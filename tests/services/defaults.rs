@@ -126,7 +126,7 @@ async fn default_services_are_written_kept_and_follow_nodes() {
 
     // From here the loop keeps them.
     tokio::spawn(defaultservices::run(
-        c.client.clone(),
+        k1s::controllers::informers::Informers::new(c.client.clone(), c.cancel.clone()),
         cfg(),
         c.cancel.clone(),
     ));

@@ -42,12 +42,13 @@ pub async fn cluster() -> Cluster {
     d.metadata.name = Some("default".into());
     ns.create(&PostParams::default(), &d).await.unwrap();
     let cancel = CancellationToken::new();
+    let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
     tokio::spawn(k1s::controllers::daemonset::run(
-        client.clone(),
+        informers.clone(),
         cancel.clone(),
     ));
     tokio::spawn(k1s::controllers::statefulset::run(
-        client.clone(),
+        informers,
         cancel.clone(),
     ));
     tokio::spawn(k1s::controllers::garbagecollector::run(

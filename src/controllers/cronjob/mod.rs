@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod times;
 
 use super::common::{self, Recorder};
+use super::informers::Informers;
 use super::job::finished;
 use clock::{Clock, SystemClock};
 use futures::StreamExt;
@@ -24,8 +25,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use schedule::Schedule;
 use serde_json::json;
@@ -54,20 +55,19 @@ struct Ctx {
     clock: Arc<dyn Clock>,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    run_with_clock(client, Arc::new(SystemClock), cancel).await
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    run_with_clock(informers, Arc::new(SystemClock), cancel).await
 }
 
 /// The controller with a given clock (tests pass a `ManualClock`).
-pub async fn run_with_clock(client: Client, clock: Arc<dyn Clock>, cancel: CancellationToken) {
-    let (jobs, writer) = reflector::store::<Job>();
-    let job_events = reflector::reflector(
-        writer,
-        watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
-            .modify(|o: &mut Job| o.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+pub async fn run_with_clock(
+    informers: Informers,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) {
+    let client = informers.client().clone();
+    let job_informer = informers.get::<Job>();
+    let jobs = job_informer.store();
     let ctrl = Controller::new(
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
@@ -79,7 +79,7 @@ pub async fn run_with_clock(client: Client, clock: Arc<dyn Clock>, cancel: Cance
         jobs,
         clock,
     });
-    ctrl.watches_stream(job_events, |job: Job| {
+    ctrl.watches_shared_stream(job_informer.subscribe(), |job: Arc<Job>| {
         let ns = job.namespace().unwrap_or_default();
         common::controller_of(&job.metadata)
             .filter(|r| r.kind == "CronJob" && r.api_version == "batch/v1")

@@ -16,6 +16,7 @@ use pass::Pass;
 
 use super::common::{self, Recorder};
 use super::history::{self, REVISION_LABEL};
+use super::informers::Informers;
 use super::rollout;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
@@ -68,10 +69,13 @@ struct Ctx {
     backoff: Backoff,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = common::cache::<Pod>(&client);
-    let (nodes, node_events) = common::cache::<Node>(&client);
-    let (revisions, rev_events) = common::cache::<ControllerRevision>(&client);
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let node_informer = informers.get::<Node>();
+    let rev_informer = informers.get::<ControllerRevision>();
+    let (pods, nodes) = (pod_informer.store(), node_informer.store());
+    let revisions = rev_informer.store();
     let ctrl = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
@@ -86,27 +90,29 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         revisions,
         backoff: Mutex::new(HashMap::new()),
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| owners_of(&pod, &sets))
-        .watches_stream(node_events, move |_: Node| {
-            all.state()
-                .iter()
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches_stream(rev_events, |cr: ControllerRevision| {
-            let ns = cr.namespace().unwrap_or_default();
-            common::controller_of(&cr.metadata)
-                .filter(|r| r.kind == "DaemonSet")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        })
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "daemonset reconcile");
-            }
-        })
-        .await;
+    ctrl.watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
+        owners_of(&pod, &sets)
+    })
+    .watches_shared_stream(node_informer.subscribe(), move |_: Arc<Node>| {
+        all.state()
+            .iter()
+            .map(|d| ObjectRef::from_obj(d.as_ref()))
+            .collect::<Vec<_>>()
+    })
+    .watches_shared_stream(rev_informer.subscribe(), |cr: Arc<ControllerRevision>| {
+        let ns = cr.namespace().unwrap_or_default();
+        common::controller_of(&cr.metadata)
+            .filter(|r| r.kind == "DaemonSet")
+            .map(|r| ObjectRef::new(&r.name).within(&ns))
+    })
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "daemonset reconcile");
+        }
+    })
+    .await;
 }
 
 /// The DaemonSets a pod event concerns: its controller, or every set that could adopt it.

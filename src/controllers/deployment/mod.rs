@@ -8,14 +8,15 @@
 //! from a reflector cache, writes through the API, and never touches pods itself.
 
 use super::common::{self, Claim, Recorder};
+use super::informers::Informers;
 use super::rollout::{self, Rs, DESIRED_REPLICAS};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,19 +49,10 @@ pub(super) struct Ctx {
     pub(super) recorder: Recorder,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (sets, writer) = reflector::store::<ReplicaSet>();
-    let set_events = reflector::reflector(
-        writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        // managedFields are never read here: keep them out of the cache
-        .modify(|o: &mut ReplicaSet| o.metadata.managed_fields = None),
-    )
-    .default_backoff()
-    .touched_objects();
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let set_informer = informers.get::<ReplicaSet>();
+    let sets = set_informer.store();
     let ctrl = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
@@ -71,7 +63,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         client,
         sets,
     });
-    ctrl.watches_stream(set_events, move |rs: ReplicaSet| {
+    ctrl.watches_shared_stream(set_informer.subscribe(), move |rs: Arc<ReplicaSet>| {
         owners_of(&rs, &deployments)
     })
     .graceful_shutdown_on(async move { cancel.cancelled().await })

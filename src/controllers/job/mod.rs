@@ -18,6 +18,7 @@ pub mod sync;
 pub use status::finished;
 
 use super::common::{self, Claim, Expect, Recorder};
+use super::informers::Informers;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -25,7 +26,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,9 +49,13 @@ struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = crate::controllers::common::cache::<Pod>(&client);
-    let ctrl = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let pods = pod_informer.store();
+    let own = informers.get::<Job>();
+    // The controller's own kind triggers on Jobs that exist, as `Controller::new` would.
+    let ctrl = Controller::for_shared_stream(own.subscribe_applied(), own.store());
     let jobs = ctrl.store();
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "job-controller"),
@@ -62,7 +66,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     let (orphan_tx, orphan_rx) = tokio::sync::mpsc::unbounded_channel();
     let orphans = orphans::run(ctx.client.clone(), orphan_rx, cancel.clone());
     let controller = ctrl
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
             let owners = owners_of(&pod, &jobs);
             let known = owners.iter().any(|o| jobs.get(o).is_some());
             // A deleted pod may outlive its Job's entry in the cache by a moment: let the orphan

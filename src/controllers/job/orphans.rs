@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,11 @@ pub fn candidate(pod: &Pod) -> bool {
 }
 
 /// Release the pods sent on `rx` whose controlling Job no longer exists.
-pub async fn run(client: Client, mut rx: mpsc::UnboundedReceiver<Pod>, cancel: CancellationToken) {
+pub async fn run(
+    client: Client,
+    mut rx: mpsc::UnboundedReceiver<Arc<Pod>>,
+    cancel: CancellationToken,
+) {
     loop {
         let pod = tokio::select! {
             _ = cancel.cancelled() => return,

@@ -12,6 +12,7 @@ mod identity;
 
 use super::common::{self, Claim, Recorder};
 use super::history;
+use super::informers::Informers;
 use control::{Pass, Rev};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
@@ -59,10 +60,13 @@ pub(super) struct Ctx {
     recorder: Recorder,
 }
 
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let (pods, pod_events) = common::cache::<Pod>(&client);
-    let (claims, claim_events) = common::cache::<PersistentVolumeClaim>(&client);
-    let (revisions, rev_events) = common::cache::<ControllerRevision>(&client);
+pub async fn run(informers: Informers, cancel: CancellationToken) {
+    let client = informers.client().clone();
+    let pod_informer = informers.get::<Pod>();
+    let claim_informer = informers.get::<PersistentVolumeClaim>();
+    let rev_informer = informers.get::<ControllerRevision>();
+    let (pods, claims) = (pod_informer.store(), claim_informer.store());
+    let revisions = rev_informer.store();
     let ctrl = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
@@ -75,18 +79,25 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         claims,
         revisions,
     });
-    ctrl.watches_stream(pod_events, move |pod: Pod| owners_of(&pod, &sets))
-        .watches_stream(rev_events, |cr: ControllerRevision| owner(&cr.metadata))
-        // claims only matter to the members that use them; their owners are pods or sets
-        .watches_stream(claim_events, |c: PersistentVolumeClaim| owner(&c.metadata))
-        .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "statefulset reconcile");
-            }
-        })
-        .await;
+    ctrl.watches_shared_stream(pod_informer.subscribe(), move |pod: Arc<Pod>| {
+        owners_of(&pod, &sets)
+    })
+    .watches_shared_stream(rev_informer.subscribe(), |cr: Arc<ControllerRevision>| {
+        owner(&cr.metadata)
+    })
+    // claims only matter to the members that use them; their owners are pods or sets
+    .watches_shared_stream(
+        claim_informer.subscribe(),
+        |c: Arc<PersistentVolumeClaim>| owner(&c.metadata),
+    )
+    .graceful_shutdown_on(async move { cancel.cancelled().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "statefulset reconcile");
+        }
+    })
+    .await;
 }
 
 fn owner(
