@@ -78,6 +78,8 @@ impl PodInfo {
 pub struct NodeInfo {
     pub name: String,
     pub node: Option<Arc<Node>>,
+    /// `status.allocatable` of `node`, parsed once per Node version rather than per attempt.
+    allocatable: Resources,
     pub requested: Resources,
     /// cpu and memory with zero requests counted at the scoring defaults.
     pub non_zero: (i64, i64),
@@ -94,12 +96,18 @@ impl NodeInfo {
         self.labels()?.get(key).map(String::as_str)
     }
 
-    pub fn allocatable(&self) -> Resources {
-        let node = self.node.as_ref();
-        resources::to_resources(
-            node.and_then(|n| n.status.as_ref())
+    pub fn allocatable(&self) -> &Resources {
+        &self.allocatable
+    }
+
+    /// Sets (or with `None`, forgets) the Node object, keeping what is derived from it.
+    pub fn set_node(&mut self, node: Option<Arc<Node>>) {
+        self.allocatable = resources::to_resources(
+            node.as_ref()
+                .and_then(|n| n.status.as_ref())
                 .and_then(|s| s.allocatable.as_ref()),
-        )
+        );
+        self.node = node;
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
@@ -166,13 +174,13 @@ impl Cache {
             .node
             .as_ref()
             .is_none_or(|old| scheduling_view(old) != scheduling_view(&node));
-        info.node = Some(node);
+        info.set_node(Some(node));
         changed
     }
 
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.get_mut(name) {
-            info.node = None;
+            info.set_node(None);
             if info.pods.is_empty() {
                 self.nodes.remove(name);
             }

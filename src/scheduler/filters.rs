@@ -164,9 +164,18 @@ pub fn host_ports(pod: &PodInfo, info: &NodeInfo) -> Verdict {
 /// Requests of the pods already there plus this pod's must fit `status.allocatable`.
 pub fn fits(pod: &PodInfo, info: &NodeInfo) -> Verdict {
     let allocatable = info.allocatable();
+    let too_many = info.pods.len() as i64 + 1 > allocatable.get(PODS).copied().unwrap_or(0);
+    let short = |name: &str, want: i64| {
+        let used = info.requested.get(name).copied().unwrap_or(0);
+        let have = allocatable.get(name).copied().unwrap_or(0);
+        name != PODS && want > 0 && used.saturating_add(want) > have
+    };
+    // the common case, a fit, allocates nothing
+    if !too_many && !pod.requests.iter().any(|(n, w)| short(n, *w)) {
+        return Ok(());
+    }
     let mut reasons = Vec::new();
-    let max_pods = allocatable.get(PODS).copied().unwrap_or(0);
-    if info.pods.len() as i64 + 1 > max_pods {
+    if too_many {
         reasons.push("Too many pods".to_string());
     }
     let mut names: Vec<&String> = pod.requests.keys().collect();
@@ -179,24 +188,14 @@ pub fn fits(pod: &PodInfo, info: &NodeInfo) -> Verdict {
     };
     names.sort_by_key(|n| (rank(n), n.as_str()));
     for name in names {
-        if name == PODS {
-            continue;
-        }
-        let want = pod.requests[name];
-        let used = info.requested.get(name).copied().unwrap_or(0);
-        let have = allocatable.get(name).copied().unwrap_or(0);
-        if want > 0 && used.saturating_add(want) > have {
+        if short(name, pod.requests[name]) {
             reasons.push(format!("Insufficient {name}"));
         }
     }
-    if reasons.is_empty() {
-        Ok(())
-    } else {
-        Err(Reject {
-            reasons,
-            unresolvable: false,
-        })
-    }
+    Err(Reject {
+        reasons,
+        unresolvable: false,
+    })
 }
 
 /// Share of allocatable cpu and memory in use with this pod added, for the scores.

@@ -157,6 +157,25 @@ fn resources_fit_against_allocatable() {
 }
 
 #[test]
+fn allocatable_follows_node_updates() {
+    // the cache parses allocatable once per Node version: a resize must be seen at once
+    let small = node("n", json!({"status": {"allocatable": {"cpu": "1"}}}));
+    let mut c = crate::scheduler::testutil::cache(vec![small], vec![]);
+    let big_pod = sized("p", "2", "1Mi", json!({}));
+    assert_eq!(
+        fits(&big_pod, &c.nodes["n"]).unwrap_err().reasons,
+        ["Insufficient cpu"]
+    );
+    c.set_node(Arc::new(node("n", json!({"status": {"allocatable": {"cpu": "4"}}}))));
+    assert!(fits(&big_pod, &c.nodes["n"]).is_ok());
+    // a node gone with pods still on it keeps its aggregates but offers nothing
+    c.place(Arc::new(sized("q", "1", "1Mi", json!({}))), "n", false);
+    c.remove_node("n");
+    assert!(c.nodes["n"].allocatable().is_empty());
+    assert!(run_all(&big_pod, &c.nodes["n"]).is_err());
+}
+
+#[test]
 fn first_failing_filter_wins() {
     let n = info(node(
         "n",

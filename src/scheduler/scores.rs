@@ -71,6 +71,10 @@ pub fn node_affinity_raw(pod: &PodInfo, node: &Node) -> i64 {
 
 /// How many PreferNoSchedule taints the pod does not tolerate.
 pub fn taint_raw(pod: &PodInfo, node: &Node) -> i64 {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
+    if taints.is_none_or(|t| t.is_empty()) {
+        return 0;
+    }
     let tolerations: Vec<_> = selectors::pod_tolerations(&pod.pod)
         .iter()
         .filter(|t| {
@@ -80,7 +84,6 @@ pub fn taint_raw(pod: &PodInfo, node: &Node) -> i64 {
         })
         .cloned()
         .collect();
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
     taints
         .unwrap_or(&[])
         .iter()
@@ -120,6 +123,9 @@ pub fn image_locality(pod: &PodInfo, node: &Node, spread: &dyn Fn(&str) -> f64) 
         .as_ref()
         .and_then(|s| s.images.as_deref())
         .unwrap_or(&[]);
+    if images.is_empty() {
+        return 0;
+    }
     let mut sum = 0i64;
     for c in &spec.containers {
         let Some(want) = c.image.as_deref().map(normalize_image) else {

@@ -51,11 +51,12 @@ pub fn sized(name: &str, cpu: &str, memory: &str, extra: Value) -> PodInfo {
 }
 
 pub fn info(node: Node) -> NodeInfo {
-    NodeInfo {
+    let mut info = NodeInfo {
         name: node.metadata.name.clone().unwrap_or_default(),
-        node: Some(Arc::new(node)),
         ..Default::default()
-    }
+    };
+    info.set_node(Some(Arc::new(node)));
+    info
 }
 
 /// A cache holding `nodes` and the `pods` placed on the named nodes.
