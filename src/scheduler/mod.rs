@@ -240,15 +240,17 @@ impl Shared {
         }
         tracing::debug!(pod = %popped.key, %message, "pod unschedulable");
         let pod = &popped.pod;
-        if let Err(e) =
-            binder::event(&self.client, pod, "Warning", "FailedScheduling", message).await
-        {
-            tracing::debug!(error = %e, "scheduler event");
-        }
+        // the condition first: whoever sees the event finds the pod already marked, as
+        // upstream's asynchronous events make it look
         if let Err(e) =
             binder::mark_unschedulable(&self.client, pod, message, nominated.as_deref()).await
         {
             tracing::debug!(error = %e, "scheduler status");
+        }
+        if let Err(e) =
+            binder::event(&self.client, pod, "Warning", "FailedScheduling", message).await
+        {
+            tracing::debug!(error = %e, "scheduler event");
         }
     }
 }

@@ -51,10 +51,7 @@ pub fn sized(name: &str, cpu: &str, memory: &str, extra: Value) -> PodInfo {
 }
 
 pub fn info(node: Node) -> NodeInfo {
-    let mut info = NodeInfo {
-        name: node.metadata.name.clone().unwrap_or_default(),
-        ..Default::default()
-    };
+    let mut info = NodeInfo::new(node.metadata.name.as_deref().unwrap_or_default());
     info.set_node(Some(Arc::new(node)));
     info
 }
