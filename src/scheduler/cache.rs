@@ -253,10 +253,10 @@ impl Cache {
     /// Adds or replaces a node; returns whether anything the filters read changed.
     pub fn set_node(&mut self, node: Arc<Node>) -> bool {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo {
-            name,
-            ..Default::default()
-        });
+        let info = self
+            .nodes
+            .entry(name.clone())
+            .or_insert_with(|| NodeInfo::new(&name));
         let changed = info
             .node
             .as_ref()
@@ -290,10 +290,7 @@ impl Cache {
         self.placed.insert(key, node.to_string());
         self.nodes
             .entry(node.to_string())
-            .or_insert_with(|| NodeInfo {
-                name: node.to_string(),
-                ..Default::default()
-            })
+            .or_insert_with(|| NodeInfo::new(node))
             .add_pod(info);
         !known
     }

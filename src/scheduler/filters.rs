@@ -177,7 +177,7 @@ pub fn fits(pod: &PodInfo, info: &NodeInfo) -> Verdict {
         // the same test as below, on integers
         let (f, (used_cpu, used_mem)) = (&info.facts, info.requested_core);
         let short = |want: i64, used: i64, have: i64| want > 0 && used.saturating_add(want) > have;
-        if info.pods.len() as i64 + 1 <= f.pods
+        if (info.pods.len() as i64) < f.pods
             && !short(pod.core.0, used_cpu, f.cpu)
             && !short(pod.core.1, used_mem, f.memory)
         {
