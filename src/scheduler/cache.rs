@@ -3,7 +3,7 @@
 //! only by watch events and by the scheduler's own assumptions, so that placing one pod
 //! never scans every pod. It must never call the API or decide placements.
 
-use super::resources::{self, Resources};
+use super::resources::{self, Resources, CPU, MEMORY, PODS};
 use super::volumebinding::Volumes;
 use k8s_openapi::api::core::v1::{Affinity, Node, Pod, PodAffinityTerm};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,6 +20,12 @@ pub struct PodInfo {
     pub labels: BTreeMap<String, String>,
     pub priority: i32,
     pub requests: Resources,
+    /// cpu (millicores) and memory of `requests`, and whether it asks for nothing else,
+    /// so that the common fit check compares integers.
+    pub core: (i64, i64),
+    pub only_core: bool,
+    /// The pod has a nodeSelector or required node affinity.
+    pub node_constrained: bool,
     pub ports: Vec<HostPort>,
     pub terminating: bool,
     pub pod: Arc<Pod>,
@@ -45,12 +51,26 @@ impl PodInfo {
                 Some((proto, p.host_ip.clone().unwrap_or_default(), host))
             })
             .collect();
+        let requests = resources::pod_requests(&pod);
+        let node_constrained = spec.is_some_and(|s| {
+            s.node_selector.as_ref().is_some_and(|n| !n.is_empty())
+                || s.affinity
+                    .as_ref()
+                    .and_then(|a| a.node_affinity.as_ref())
+                    .is_some_and(|a| {
+                        a.required_during_scheduling_ignored_during_execution
+                            .is_some()
+                    })
+        });
         PodInfo {
             key,
             namespace,
             labels: meta.labels.clone().unwrap_or_default(),
             priority: spec.and_then(|s| s.priority).unwrap_or(0),
-            requests: resources::pod_requests(&pod),
+            core: core_amounts(&requests),
+            only_core: requests.keys().all(|k| k == CPU || k == MEMORY),
+            requests,
+            node_constrained,
             ports,
             terminating: meta.deletion_timestamp.is_some(),
             pod,
@@ -73,12 +93,67 @@ impl PodInfo {
     }
 }
 
+fn core_amounts(r: &Resources) -> (i64, i64) {
+    let get = |k: &str| r.get(k).copied().unwrap_or(0);
+    (get(CPU), get(MEMORY))
+}
+
+/// What every attempt reads of a Node, extracted once per Node version: a pod with no
+/// tolerations, selectors or extended resources is then judged from this record and the
+/// node's aggregates alone, without walking the Node object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// The Ready condition is True.
+    pub ready: bool,
+    pub cordoned: bool,
+    /// Some taint has effect NoSchedule or NoExecute.
+    pub hard_taints: bool,
+    /// Some taint has effect PreferNoSchedule.
+    pub soft_taints: bool,
+    pub has_images: bool,
+    /// Allocatable cpu (millicores), memory and pods.
+    pub cpu: i64,
+    pub memory: i64,
+    pub pods: i64,
+}
+
+impl NodeFacts {
+    fn of(node: &Node, allocatable: &Resources) -> NodeFacts {
+        let spec = node.spec.as_ref();
+        let status = node.status.as_ref();
+        let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or(&[]);
+        let get = |k: &str| allocatable.get(k).copied().unwrap_or(0);
+        NodeFacts {
+            ready: status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True"),
+            cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            hard_taints: taints
+                .iter()
+                .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"),
+            soft_taints: taints.iter().any(|t| t.effect == "PreferNoSchedule"),
+            has_images: status
+                .and_then(|s| s.images.as_ref())
+                .is_some_and(|i| !i.is_empty()),
+            cpu: get(CPU),
+            memory: get(MEMORY),
+            pods: get(PODS),
+        }
+    }
+}
+
 /// One node and the aggregates of the pods on it.
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
     pub name: String,
     pub node: Option<Arc<Node>>,
+    /// `status.allocatable` of `node`, parsed once per Node version rather than per attempt.
+    allocatable: Resources,
+    pub facts: NodeFacts,
     pub requested: Resources,
+    /// cpu and memory of `requested`, as integers for the common fit check.
+    pub requested_core: (i64, i64),
     /// cpu and memory with zero requests counted at the scoring defaults.
     pub non_zero: (i64, i64),
     pub ports: HashMap<HostPort, usize>,
@@ -86,6 +161,14 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
+    /// A node known by name only, as yet without its Node object or pods.
+    pub fn new(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
         self.node.as_ref()?.metadata.labels.as_ref()
     }
@@ -94,16 +177,27 @@ impl NodeInfo {
         self.labels()?.get(key).map(String::as_str)
     }
 
-    pub fn allocatable(&self) -> Resources {
-        let node = self.node.as_ref();
-        resources::to_resources(
-            node.and_then(|n| n.status.as_ref())
+    pub fn allocatable(&self) -> &Resources {
+        &self.allocatable
+    }
+
+    /// Sets (or with `None`, forgets) the Node object, keeping what is derived from it.
+    pub fn set_node(&mut self, node: Option<Arc<Node>>) {
+        self.allocatable = resources::to_resources(
+            node.as_ref()
+                .and_then(|n| n.status.as_ref())
                 .and_then(|s| s.allocatable.as_ref()),
-        )
+        );
+        self.facts = node
+            .as_deref()
+            .map(|n| NodeFacts::of(n, &self.allocatable))
+            .unwrap_or_default();
+        self.node = node;
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
         resources::add(&mut self.requested, &p.requests);
+        self.requested_core = core_amounts(&self.requested);
         let (c, m) = resources::non_zero(&p.requests);
         self.non_zero.0 += c;
         self.non_zero.1 += m;
@@ -116,6 +210,7 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
         let p = self.pods.remove(key)?;
         resources::sub(&mut self.requested, &p.requests);
+        self.requested_core = core_amounts(&self.requested);
         let (c, m) = resources::non_zero(&p.requests);
         self.non_zero.0 -= c;
         self.non_zero.1 -= m;
@@ -158,21 +253,21 @@ impl Cache {
     /// Adds or replaces a node; returns whether anything the filters read changed.
     pub fn set_node(&mut self, node: Arc<Node>) -> bool {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo {
-            name,
-            ..Default::default()
-        });
+        let info = self
+            .nodes
+            .entry(name.clone())
+            .or_insert_with(|| NodeInfo::new(&name));
         let changed = info
             .node
             .as_ref()
             .is_none_or(|old| scheduling_view(old) != scheduling_view(&node));
-        info.node = Some(node);
+        info.set_node(Some(node));
         changed
     }
 
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.get_mut(name) {
-            info.node = None;
+            info.set_node(None);
             if info.pods.is_empty() {
                 self.nodes.remove(name);
             }
@@ -195,10 +290,7 @@ impl Cache {
         self.placed.insert(key, node.to_string());
         self.nodes
             .entry(node.to_string())
-            .or_insert_with(|| NodeInfo {
-                name: node.to_string(),
-                ..Default::default()
-            })
+            .or_insert_with(|| NodeInfo::new(node))
             .add_pod(info);
         !known
     }

@@ -52,11 +52,21 @@ pub fn run_all(pod: &PodInfo, info: &NodeInfo) -> Verdict {
     let Some(node) = info.node.as_deref() else {
         return Err(Reject::hard("node(s) not found"));
     };
-    node_unschedulable(pod, node)?;
+    // the node's facts say which filters could reject at all; the others are skipped
+    let facts = &info.facts;
+    if facts.cordoned {
+        node_unschedulable(pod, node)?;
+    }
     node_name(pod, node)?;
-    taints(pod, node)?;
-    ready(pod, node)?;
-    node_affinity(pod, node)?;
+    if facts.hard_taints {
+        taints(pod, node)?;
+    }
+    if !facts.ready {
+        ready(pod, node)?;
+    }
+    if pod.node_constrained {
+        node_affinity(pod, node)?;
+    }
     host_ports(pod, info)?;
     fits(pod, info)
 }
@@ -163,10 +173,30 @@ pub fn host_ports(pod: &PodInfo, info: &NodeInfo) -> Verdict {
 
 /// Requests of the pods already there plus this pod's must fit `status.allocatable`.
 pub fn fits(pod: &PodInfo, info: &NodeInfo) -> Verdict {
+    if pod.only_core {
+        // the same test as below, on integers
+        let (f, (used_cpu, used_mem)) = (&info.facts, info.requested_core);
+        let short = |want: i64, used: i64, have: i64| want > 0 && used.saturating_add(want) > have;
+        if (info.pods.len() as i64) < f.pods
+            && !short(pod.core.0, used_cpu, f.cpu)
+            && !short(pod.core.1, used_mem, f.memory)
+        {
+            return Ok(());
+        }
+    }
     let allocatable = info.allocatable();
+    let too_many = info.pods.len() as i64 + 1 > allocatable.get(PODS).copied().unwrap_or(0);
+    let short = |name: &str, want: i64| {
+        let used = info.requested.get(name).copied().unwrap_or(0);
+        let have = allocatable.get(name).copied().unwrap_or(0);
+        name != PODS && want > 0 && used.saturating_add(want) > have
+    };
+    // the common case, a fit, allocates nothing
+    if !too_many && !pod.requests.iter().any(|(n, w)| short(n, *w)) {
+        return Ok(());
+    }
     let mut reasons = Vec::new();
-    let max_pods = allocatable.get(PODS).copied().unwrap_or(0);
-    if info.pods.len() as i64 + 1 > max_pods {
+    if too_many {
         reasons.push("Too many pods".to_string());
     }
     let mut names: Vec<&String> = pod.requests.keys().collect();
@@ -179,36 +209,22 @@ pub fn fits(pod: &PodInfo, info: &NodeInfo) -> Verdict {
     };
     names.sort_by_key(|n| (rank(n), n.as_str()));
     for name in names {
-        if name == PODS {
-            continue;
-        }
-        let want = pod.requests[name];
-        let used = info.requested.get(name).copied().unwrap_or(0);
-        let have = allocatable.get(name).copied().unwrap_or(0);
-        if want > 0 && used.saturating_add(want) > have {
+        if short(name, pod.requests[name]) {
             reasons.push(format!("Insufficient {name}"));
         }
     }
-    if reasons.is_empty() {
-        Ok(())
-    } else {
-        Err(Reject {
-            reasons,
-            unresolvable: false,
-        })
-    }
+    Err(Reject {
+        reasons,
+        unresolvable: false,
+    })
 }
 
 /// Share of allocatable cpu and memory in use with this pod added, for the scores.
 pub fn usage_fractions(pod: &PodInfo, info: &NodeInfo) -> [(i64, i64); 2] {
-    let alloc = info.allocatable();
     let (pc, pm) = resources::non_zero(&pod.requests);
     [
-        (info.non_zero.0 + pc, alloc.get(CPU).copied().unwrap_or(0)),
-        (
-            info.non_zero.1 + pm,
-            alloc.get(MEMORY).copied().unwrap_or(0),
-        ),
+        (info.non_zero.0 + pc, info.facts.cpu),
+        (info.non_zero.1 + pm, info.facts.memory),
     ]
 }
 

@@ -157,6 +157,68 @@ fn resources_fit_against_allocatable() {
 }
 
 #[test]
+fn allocatable_follows_node_updates() {
+    // the cache parses allocatable once per Node version: a resize must be seen at once
+    let small = node("n", json!({"status": {"allocatable": {"cpu": "1"}}}));
+    let mut c = crate::scheduler::testutil::cache(vec![small], vec![]);
+    let big_pod = sized("p", "2", "1Mi", json!({}));
+    assert_eq!(
+        fits(&big_pod, &c.nodes["n"]).unwrap_err().reasons,
+        ["Insufficient cpu"]
+    );
+    c.set_node(Arc::new(node(
+        "n",
+        json!({"status": {"allocatable": {"cpu": "4"}}}),
+    )));
+    assert!(fits(&big_pod, &c.nodes["n"]).is_ok());
+    // a node gone with pods still on it keeps its aggregates but offers nothing
+    c.place(Arc::new(sized("q", "1", "1Mi", json!({}))), "n", false);
+    c.remove_node("n");
+    assert!(c.nodes["n"].allocatable().is_empty());
+    assert!(run_all(&big_pod, &c.nodes["n"]).is_err());
+}
+
+#[test]
+fn node_facts_follow_node_updates() {
+    // run_all skips the filters a node's facts rule out: the facts must track the Node
+    let not_ready = node(
+        "n",
+        json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+    );
+    let mut c = crate::scheduler::testutil::cache(vec![not_ready], vec![]);
+    let p = pod("p", json!({}));
+    assert_eq!(
+        run_all(&p, &c.nodes["n"]).unwrap_err().reasons,
+        ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
+    );
+    let tainted = node(
+        "n",
+        json!({"spec": {"taints": [{"key": "gpu", "value": "yes", "effect": "NoExecute"}]}}),
+    );
+    c.set_node(Arc::new(tainted));
+    assert_eq!(
+        run_all(&p, &c.nodes["n"]).unwrap_err().reasons,
+        ["node(s) had untolerated taint {gpu: yes}"]
+    );
+    c.set_node(Arc::new(node(
+        "n",
+        json!({"spec": {"unschedulable": true}}),
+    )));
+    assert_eq!(
+        run_all(&p, &c.nodes["n"]).unwrap_err().reasons,
+        ["node(s) were unschedulable"]
+    );
+    c.set_node(Arc::new(node("n", json!({}))));
+    assert_eq!(run_all(&p, &c.nodes["n"]), Ok(()));
+    let picky = pod("q", json!({"spec": {"nodeSelector": {"disk": "ssd"}}}));
+    assert!(picky.node_constrained && !p.node_constrained);
+    assert_eq!(
+        run_all(&picky, &c.nodes["n"]).unwrap_err().reasons,
+        ["node(s) didn't match Pod's node affinity/selector"]
+    );
+}
+
+#[test]
 fn first_failing_filter_wins() {
     let n = info(node(
         "n",

@@ -30,13 +30,18 @@ use rand::SeedableRng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
-/// Bindings in flight at once: binding is an API round trip, scheduling is not.
-const PARALLEL_BINDS: usize = 32;
+/// Bindings in flight at once: binding is an API round trip, scheduling is not. Enough
+/// that one group commit of the store carries many of them.
+const PARALLEL_BINDS: usize = 128;
+/// Scheduled events being written at once. They are written after the binding, off its
+/// critical path and outside its limit (upstream hands them to an asynchronous
+/// broadcaster), and fewer at once than bindings so that a burst binds first.
+const PARALLEL_EVENTS: usize = 16;
 /// A binding not answered by then is abandoned and retried. Conflicts are retried too:
 /// if someone else bound the pod meanwhile, the watch takes it out of the queue.
 const BIND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,6 +81,8 @@ pub(crate) struct Shared {
     client: Client,
     cache: Mutex<Cache>,
     queue: Queue,
+    /// Limits the Scheduled events written at once.
+    events: Arc<Semaphore>,
     pods_synced: Notify,
     nodes_synced: Notify,
     claims_synced: Notify,
@@ -96,6 +103,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         client,
         cache: Mutex::new(Cache::default()),
         queue: Queue::default(),
+        events: Arc::new(Semaphore::new(PARALLEL_EVENTS)),
         pods_synced: Notify::new(),
         nodes_synced: Notify::new(),
         claims_synced: Notify::new(),
@@ -145,10 +153,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
                     break;
                 };
                 let shared = shared.clone();
-                tasks.spawn(async move {
-                    shared.bind(popped, node).await;
-                    drop(permit);
-                });
+                tasks.spawn(async move { shared.bind(popped, node, permit).await });
             }
             Decision::NoFit(diag) => {
                 let nominated = preempt::try_preempt(&shared, &info, &diag);
@@ -170,7 +175,9 @@ pub async fn run(client: Client, cancel: CancellationToken) {
 }
 
 impl Shared {
-    async fn bind(&self, popped: Popped, node: String) {
+    /// Binds the pod, holding `permit` for the binding only: the Scheduled event that
+    /// follows waits for a permit of its own.
+    async fn bind(&self, popped: Popped, node: String, permit: OwnedSemaphorePermit) {
         let pod = &popped.pod;
         let bind = async {
             volumes::select_node(&self.client, pod, &node).await?;
@@ -185,6 +192,7 @@ impl Shared {
                     node: node.clone(),
                 })
             });
+        drop(permit);
         match result {
             Ok(()) => {
                 self.queue.done(&popped.key);
@@ -194,6 +202,9 @@ impl Shared {
                     .remove(&popped.key);
                 let (ns, name) = popped.key.split_once('/').unwrap_or(("", &popped.key));
                 let msg = format!("Successfully assigned {ns}/{name} to {node}");
+                let Ok(_permit) = self.events.acquire().await else {
+                    return;
+                };
                 if let Err(e) = binder::event(&self.client, pod, "Normal", "Scheduled", &msg).await
                 {
                     tracing::debug!(error = %e, "scheduler event");
@@ -229,15 +240,17 @@ impl Shared {
         }
         tracing::debug!(pod = %popped.key, %message, "pod unschedulable");
         let pod = &popped.pod;
-        if let Err(e) =
-            binder::event(&self.client, pod, "Warning", "FailedScheduling", message).await
-        {
-            tracing::debug!(error = %e, "scheduler event");
-        }
+        // the condition first: whoever sees the event finds the pod already marked, as
+        // upstream's asynchronous events make it look
         if let Err(e) =
             binder::mark_unschedulable(&self.client, pod, message, nominated.as_deref()).await
         {
             tracing::debug!(error = %e, "scheduler status");
+        }
+        if let Err(e) =
+            binder::event(&self.client, pod, "Warning", "FailedScheduling", message).await
+        {
+            tracing::debug!(error = %e, "scheduler event");
         }
     }
 }

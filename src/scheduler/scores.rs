@@ -71,6 +71,10 @@ pub fn node_affinity_raw(pod: &PodInfo, node: &Node) -> i64 {
 
 /// How many PreferNoSchedule taints the pod does not tolerate.
 pub fn taint_raw(pod: &PodInfo, node: &Node) -> i64 {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
+    if taints.is_none_or(|t| t.is_empty()) {
+        return 0;
+    }
     let tolerations: Vec<_> = selectors::pod_tolerations(&pod.pod)
         .iter()
         .filter(|t| {
@@ -80,7 +84,6 @@ pub fn taint_raw(pod: &PodInfo, node: &Node) -> i64 {
         })
         .cloned()
         .collect();
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
     taints
         .unwrap_or(&[])
         .iter()
@@ -120,6 +123,9 @@ pub fn image_locality(pod: &PodInfo, node: &Node, spread: &dyn Fn(&str) -> f64) 
         .as_ref()
         .and_then(|s| s.images.as_deref())
         .unwrap_or(&[]);
+    if images.is_empty() {
+        return 0;
+    }
     let mut sum = 0i64;
     for c in &spec.containers {
         let Some(want) = c.image.as_deref().map(normalize_image) else {
@@ -144,12 +150,38 @@ pub fn score(
     inter: &InterPod,
     all_nodes: &[&Node],
 ) -> Vec<i64> {
-    let node_of = |i: &NodeInfo| i.node.clone().expect("filtered nodes have a Node");
+    fn node_of(i: &NodeInfo) -> &Node {
+        i.node.as_deref().expect("filtered nodes have a Node")
+    }
+    // what the pod does not ask for, and what a node's facts rule out, is not computed
+    let preferred_affinity = pod
+        .affinity()
+        .and_then(|a| a.node_affinity.as_ref())
+        .is_some_and(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+                .is_some_and(|p| !p.is_empty())
+        });
     let affinity: Vec<i64> = nodes
         .iter()
-        .map(|i| node_affinity_raw(pod, &node_of(i)))
+        .map(|i| {
+            if preferred_affinity {
+                node_affinity_raw(pod, node_of(i))
+            } else {
+                0
+            }
+        })
         .collect();
-    let taints: Vec<i64> = nodes.iter().map(|i| taint_raw(pod, &node_of(i))).collect();
+    let taints: Vec<i64> = nodes
+        .iter()
+        .map(|i| {
+            if i.facts.soft_taints {
+                taint_raw(pod, node_of(i))
+            } else {
+                0
+            }
+        })
+        .collect();
     let interpod: Vec<i64> = if inter.has_preferred() {
         nodes.iter().map(|i| inter.preferred_score(i)).collect()
     } else {
@@ -185,7 +217,6 @@ pub fn score(
         .iter()
         .enumerate()
         .map(|(k, info)| {
-            let node = node_of(info);
             let aff = if max_aff > 0 {
                 affinity[k] * MAX / max_aff
             } else {
@@ -206,7 +237,11 @@ pub fn score(
                 + WEIGHT_INTERPOD * ip
                 + WEIGHT_LEAST * least_allocated(pod, info)
                 + WEIGHT_BALANCED * balanced_allocation(pod, info)
-                + WEIGHT_IMAGE * image_locality(pod, &node, &spread)
+                + if info.facts.has_images {
+                    WEIGHT_IMAGE * image_locality(pod, node_of(info), &spread)
+                } else {
+                    0
+                }
         })
         .collect()
 }

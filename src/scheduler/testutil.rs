@@ -51,11 +51,9 @@ pub fn sized(name: &str, cpu: &str, memory: &str, extra: Value) -> PodInfo {
 }
 
 pub fn info(node: Node) -> NodeInfo {
-    NodeInfo {
-        name: node.metadata.name.clone().unwrap_or_default(),
-        node: Some(Arc::new(node)),
-        ..Default::default()
-    }
+    let mut info = NodeInfo::new(node.metadata.name.as_deref().unwrap_or_default());
+    info.set_node(Some(Arc::new(node)));
+    info
 }
 
 /// A cache holding `nodes` and the `pods` placed on the named nodes.
