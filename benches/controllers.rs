@@ -175,12 +175,15 @@ async fn deployment_of_100(label: &str, store: Store) {
         informers.clone(),
         cancel.clone(),
     ));
-    tokio::spawn(k1s::controllers::deployment::run(informers, cancel.clone()));
+    tokio::spawn(k1s::controllers::deployment::run(
+        informers.clone(),
+        cancel.clone(),
+    ));
     tokio::spawn(k1s::controllers::garbagecollector::run(
         control.clone(),
         cancel.clone(),
     ));
-    tokio::spawn(k1s::scheduler::run(control.clone(), cancel.clone()));
+    tokio::spawn(k1s::scheduler::run(informers.clone(), cancel.clone()));
     fake_kubelet(outside.clone(), cancel.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before: u64 = counts.lock().unwrap().values().sum();

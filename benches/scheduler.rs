@@ -103,7 +103,10 @@ async fn run(label: &str, store: Store, nodes: usize, pods: usize, backlog: bool
     let client = setup(store, nodes).await;
     let cancel = CancellationToken::new();
     if !backlog {
-        tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
+        tokio::spawn(k1s::scheduler::run(
+            k1s::controllers::informers::Informers::new(client.clone(), cancel.clone()),
+            cancel.clone(),
+        ));
     }
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
@@ -141,7 +144,10 @@ async fn run(label: &str, store: Store, nodes: usize, pods: usize, backlog: bool
     if backlog {
         // The clock starts with the scheduler, over a full queue.
         start = Instant::now();
-        tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
+        tokio::spawn(k1s::scheduler::run(
+            k1s::controllers::informers::Informers::new(client.clone(), cancel.clone()),
+            cancel.clone(),
+        ));
     }
     let progress = {
         let (created, bound) = (created.clone(), bound.clone());

@@ -287,7 +287,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
             cancel.clone(),
         ));
     }
-    tasks.spawn(crate::scheduler::run(client.clone(), cancel.clone()));
+    tasks.spawn(crate::scheduler::run(informers.clone(), cancel.clone()));
     api.set_ready();
     let (cert, key) = pki
         .issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"], 365)

@@ -769,7 +769,7 @@ async fn local_path_provisions_for_the_first_consumer_and_reclaims() {
         },
         c.cancel.clone(),
     ));
-    tokio::spawn(k1s::scheduler::run(c.client.clone(), c.cancel.clone()));
+    tokio::spawn(k1s::scheduler::run(c.informers.clone(), c.cancel.clone()));
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "default");
     let volumes: Api<PersistentVolume> = Api::all(c.client.clone());
     // the default class is filled in; "" means no class and stays

@@ -38,7 +38,10 @@ async fn api_only() -> kube::Client {
 
 fn start(client: &kube::Client) -> Cluster {
     let cancel = CancellationToken::new();
-    tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
+    tokio::spawn(k1s::scheduler::run(
+        k1s::controllers::informers::Informers::new(client.clone(), cancel.clone()),
+        cancel.clone(),
+    ));
     Cluster {
         client: client.clone(),
         cancel,

@@ -115,8 +115,8 @@ pub async fn heap_by_holder() {
         cancel.clone(),
     ));
     step("5 pod controllers sharing it", settled().await);
-    tokio::spawn(k1s::scheduler::run(client.clone(), cancel.clone()));
-    step("scheduler (its own pod watch)", settled().await);
+    tokio::spawn(k1s::scheduler::run(informers.clone(), cancel.clone()));
+    step("scheduler (on the shared informers)", settled().await);
     tokio::spawn(k1s::controllers::garbagecollector::run(
         client.clone(),
         cancel.clone(),

@@ -69,7 +69,10 @@ impl Informers {
         let informer = Informer {
             shared: Arc::new(Shared {
                 store: writer.as_reader(),
-                subscribers: Mutex::new(Vec::new()),
+                fanout: Mutex::new(Fanout {
+                    subscribers: Vec::new(),
+                    synced: false,
+                }),
             }),
         };
         tokio::spawn(watch(
@@ -101,18 +104,23 @@ impl<K: Kind> Clone for Informer<K> {
 pub enum Change<K> {
     Applied(Arc<K>),
     Deleted(Arc<K>),
+    /// Everything a (re-)list found has been told before this: a subscriber that must know
+    /// the whole picture before acting (the scheduler) waits for the first one.
+    Synced,
 }
 
 impl<K> Change<K> {
-    pub fn object(&self) -> &Arc<K> {
+    pub fn object(&self) -> Option<&Arc<K>> {
         match self {
-            Change::Applied(o) | Change::Deleted(o) => o,
+            Change::Applied(o) | Change::Deleted(o) => Some(o),
+            Change::Synced => None,
         }
     }
 
-    fn into_object(self) -> Arc<K> {
+    fn into_object(self) -> Option<Arc<K>> {
         match self {
-            Change::Applied(o) | Change::Deleted(o) => o,
+            Change::Applied(o) | Change::Deleted(o) => Some(o),
+            Change::Synced => None,
         }
     }
 }
@@ -129,18 +137,22 @@ impl<K: Kind> Informer<K> {
     /// holds references to objects, never copies of them.
     pub fn changes(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded();
-        let mut subscribers = lock(&self.shared.subscribers);
+        let mut fanout = lock(&self.shared.fanout);
         // Under the lock, so that no change slips between the snapshot and the subscription.
         for obj in self.shared.store.state() {
             let _ = tx.unbounded_send(Change::Applied(obj));
         }
-        subscribers.push(tx);
+        if fanout.synced {
+            let _ = tx.unbounded_send(Change::Synced);
+        }
+        fanout.subscribers.push(tx);
         rx
     }
 
     /// Every applied and every deleted object, for `Controller::watches_shared_stream`.
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        self.changes().map(Change::into_object)
+        self.changes()
+            .filter_map(|c| futures::future::ready(c.into_object()))
     }
 
     /// Only applied objects, for `Controller::for_shared_stream`: a controller's own kind
@@ -149,7 +161,7 @@ impl<K: Kind> Informer<K> {
         self.changes().filter_map(|c| async move {
             match c {
                 Change::Applied(o) => Some(o),
-                Change::Deleted(_) => None,
+                Change::Deleted(_) | Change::Synced => None,
             }
         })
     }
@@ -157,7 +169,13 @@ impl<K: Kind> Informer<K> {
 
 struct Shared<K: Kind> {
     store: Store<K>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<Change<K>>>>,
+    fanout: Mutex<Fanout<K>>,
+}
+
+/// The subscribers, and whether the first list has been told to them.
+struct Fanout<K> {
+    subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
+    synced: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,7 +186,7 @@ impl<K: Kind> Shared<K> {
     /// Applies one watch event to the cache and tells the subscribers, under the
     /// subscribers' lock so that a new subscriber sees each change exactly once.
     fn apply(&self, writer: &mut Writer<K>, event: watcher::Event<K>) {
-        let mut subscribers = lock(&self.subscribers);
+        let mut fanout = lock(&self.fanout);
         let before = matches!(event, watcher::Event::InitDone).then(|| self.store.state());
         writer.apply_watcher_event(&event);
         let changes = match event {
@@ -192,11 +210,17 @@ impl<K: Kind> Shared<K> {
                     .filter(|o| !kept.contains(&ObjectRef::from_obj(o.as_ref())))
                     .map(Change::Deleted)
                     .chain(after.into_iter().map(Change::Applied))
+                    .chain([Change::Synced])
                     .collect()
             }
         };
+        if matches!(changes.last(), Some(Change::Synced)) {
+            fanout.synced = true;
+        }
         for change in changes {
-            subscribers.retain(|tx| tx.unbounded_send(change.clone()).is_ok());
+            fanout
+                .subscribers
+                .retain(|tx| tx.unbounded_send(change.clone()).is_ok());
         }
     }
 }
@@ -223,7 +247,7 @@ async fn watch<K: Kind>(
             None => break,
         }
     }
-    lock(&shared.subscribers).clear();
+    lock(&shared.fanout).subscribers.clear();
 }
 
 #[cfg(test)]

@@ -29,16 +29,59 @@ fn named(name: &str, rv: &str) -> ConfigMap {
     .unwrap()
 }
 
-async fn next<K>(s: &mut (impl Stream<Item = Change<K>> + Unpin)) -> Change<K> {
+/// The next change, sync markers included.
+async fn next_raw<K>(s: &mut (impl Stream<Item = Change<K>> + Unpin)) -> Change<K> {
     tokio::time::timeout(Duration::from_secs(10), s.next())
         .await
         .expect("a change within 10s")
         .expect("the stream still open")
 }
 
+/// The next applied or deleted object.
+async fn next<K>(s: &mut (impl Stream<Item = Change<K>> + Unpin)) -> Change<K> {
+    loop {
+        let c = next_raw(s).await;
+        if !matches!(c, Change::Synced) {
+            return c;
+        }
+    }
+}
+
 fn name_of<K: Kind>(c: &Change<K>) -> (bool, String) {
     let applied = matches!(c, Change::Applied(_));
-    (applied, c.object().meta().name.clone().unwrap_or_default())
+    let obj = c.object().expect("an object, not a marker");
+    (applied, obj.meta().name.clone().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn synced_follows_the_listed_objects_for_early_and_late_subscribers() {
+    let client = client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for n in ["a", "b"] {
+        api.create(&PostParams::default(), &map(n)).await.unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let informers = Informers::new(client, cancel.clone());
+    let informer = informers.get::<ConfigMap>();
+    let names = |mut s: std::pin::Pin<Box<dyn Stream<Item = Change<ConfigMap>> + Send>>| async move {
+        let mut seen = vec![];
+        loop {
+            match next_raw(&mut s).await {
+                Change::Synced => break,
+                c => seen.push(name_of(&c).1),
+            }
+        }
+        seen.sort();
+        seen
+    };
+    let early = names(Box::pin(informer.changes())).await;
+    informer.store().wait_until_ready().await.unwrap();
+    let late = names(Box::pin(informer.changes())).await;
+    // kube-root-ca.crt may be published meanwhile: only our own maps are compared.
+    let ours = |v: Vec<String>| v.into_iter().filter(|n| n.len() == 1).collect::<Vec<_>>();
+    assert_eq!(ours(early), vec!["a", "b"]);
+    assert_eq!(ours(late), vec!["a", "b"]);
+    cancel.cancel();
 }
 
 #[tokio::test]
@@ -58,8 +101,8 @@ async fn subscribers_share_one_cache_and_see_applies_and_deletes() {
     // Both subscribers hold the cache's own copy, not one each.
     let cached = first.store().get(&ObjectRef::new("one").within("default"));
     let cached = cached.expect("in the shared cache");
-    assert!(Arc::ptr_eq(ca.object(), &cached));
-    assert!(Arc::ptr_eq(cb.object(), &cached));
+    assert!(Arc::ptr_eq(ca.object().unwrap(), &cached));
+    assert!(Arc::ptr_eq(cb.object().unwrap(), &cached));
     assert!(cached.metadata.managed_fields.is_none());
 
     api.delete("one", &DeleteParams::default()).await.unwrap();
@@ -173,10 +216,13 @@ fn a_relist_reports_vanished_objects_as_deleted() {
     let mut writer = Writer::<ConfigMap>::default();
     let shared = Shared {
         store: writer.as_reader(),
-        subscribers: Mutex::new(Vec::new()),
+        fanout: Mutex::new(Fanout {
+            subscribers: Vec::new(),
+            synced: false,
+        }),
     };
     let (tx, mut rx) = mpsc::unbounded();
-    lock(&shared.subscribers).push(tx);
+    lock(&shared.fanout).subscribers.push(tx);
     for ev in [
         watcher::Event::Init,
         watcher::Event::InitApply(named("a", "1")),
@@ -186,9 +232,15 @@ fn a_relist_reports_vanished_objects_as_deleted() {
         shared.apply(&mut writer, ev);
     }
     let mut told = Vec::new();
+    let mut synced = false;
     while let Ok(c) = rx.try_recv() {
-        told.push(name_of(&c));
+        assert!(!synced, "the sync marker comes last");
+        match c {
+            Change::Synced => synced = true,
+            c => told.push(name_of(&c)),
+        }
     }
+    assert!(synced, "a finished list is marked");
     told.sort();
     assert_eq!(told, [(true, "a".into()), (true, "b".into())]);
 
@@ -205,9 +257,15 @@ fn a_relist_reports_vanished_objects_as_deleted() {
     );
     shared.apply(&mut writer, watcher::Event::InitDone);
     let mut told = Vec::new();
+    let mut synced = false;
     while let Ok(c) = rx.try_recv() {
-        told.push(name_of(&c));
+        assert!(!synced, "the sync marker comes last");
+        match c {
+            Change::Synced => synced = true,
+            c => told.push(name_of(&c)),
+        }
     }
+    assert!(synced, "a finished list is marked");
     told.sort();
     assert_eq!(
         told,

@@ -341,10 +341,6 @@ impl Cache {
         self.assumed.contains(key)
     }
 
-    pub fn pod_keys(&self) -> Vec<String> {
-        self.placed.keys().cloned().collect()
-    }
-
     /// Where a pod is placed, if anywhere.
     pub fn node_of(&self, key: &str) -> Option<&str> {
         self.placed.get(key).map(String::as_str)

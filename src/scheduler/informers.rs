@@ -1,5 +1,6 @@
-//! Watches over pods, nodes, PersistentVolumeClaims and PersistentVolumes that keep the
-//! scheduler's cache and queue current: bound pods update their node's aggregates, pending
+//! What keeps the scheduler's cache and queue current: pods and nodes from the server's
+//! shared informers (the same copies the controllers hold), and watches of its own over
+//! PersistentVolumeClaims and PersistentVolumes: bound pods update their node's aggregates, pending
 //! pods for this scheduler enter the queue, and changes that may make room (a node added or
 //! changed, a bound pod gone, a claim or volume added or changed) retry the unschedulable
 //! pods. A re-list drops what disappeared meanwhile. It must never write to the API or
@@ -7,6 +8,7 @@
 
 use super::cache::{terminated, PodInfo};
 use super::{Shared, SCHEDULER_NAME};
+use crate::controllers::informers::{Change, Informer};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
@@ -51,9 +53,8 @@ fn bound_node(pod: &Pod) -> Option<&str> {
 }
 
 impl Shared {
-    fn apply_pod(&self, pod: Pod) {
+    fn apply_pod(&self, pod: Arc<Pod>) {
         let key = pod_key(&pod);
-        let pod = Arc::new(pod);
         if terminated(&pod) {
             self.queue.delete(&key);
             if self.cache().remove(&key) {
@@ -102,72 +103,36 @@ impl Shared {
         }
     }
 
-    pub async fn watch_pods(self: Arc<Self>) {
-        let api: Api<Pod> = Api::all(self.client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        let mut seen = HashSet::new();
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(watcher::Event::Apply(p)) => self.apply_pod(p),
-                Ok(watcher::Event::Delete(p)) => self.delete_pod(&pod_key(&p)),
-                Ok(watcher::Event::Init) => seen.clear(),
-                Ok(watcher::Event::InitApply(p)) => {
-                    seen.insert(pod_key(&p));
-                    self.apply_pod(p);
-                }
-                Ok(watcher::Event::InitDone) => {
-                    let known = self.cache().pod_keys();
-                    for key in known.into_iter().chain(self.queue.keys()) {
-                        if !seen.contains(&key) {
-                            self.delete_pod(&key);
-                        }
-                    }
-                    self.pods_synced.notify_one();
-                }
-                Err(e) => tracing::debug!(error = %e, "scheduler pod watch"),
+    pub async fn watch_pods(self: Arc<Self>, pods: Informer<Pod>) {
+        let changes = pods.changes();
+        futures::pin_mut!(changes);
+        // A re-list tells what vanished meanwhile as deleted, then everything again.
+        while let Some(change) = changes.next().await {
+            match change {
+                Change::Applied(p) => self.apply_pod(p),
+                Change::Deleted(p) => self.delete_pod(&pod_key(&p)),
+                Change::Synced => self.pods_synced.notify_one(),
             }
         }
     }
 
-    fn apply_node(&self, node: Node) {
-        if self.cache().set_node(Arc::new(node)) {
+    fn apply_node(&self, node: Arc<Node>) {
+        if self.cache().set_node(node) {
             self.queue.move_all();
         }
     }
 
-    pub async fn watch_nodes(self: Arc<Self>) {
-        let api: Api<Node> = Api::all(self.client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        let mut seen = HashSet::new();
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(watcher::Event::Apply(n)) => self.apply_node(n),
-                Ok(watcher::Event::Delete(n)) => {
+    pub async fn watch_nodes(self: Arc<Self>, nodes: Informer<Node>) {
+        let changes = nodes.changes();
+        futures::pin_mut!(changes);
+        while let Some(change) = changes.next().await {
+            match change {
+                Change::Applied(n) => self.apply_node(n),
+                Change::Deleted(n) => {
                     self.cache()
                         .remove_node(n.metadata.name.as_deref().unwrap_or(""));
                 }
-                Ok(watcher::Event::Init) => seen.clear(),
-                Ok(watcher::Event::InitApply(n)) => {
-                    seen.insert(n.metadata.name.clone().unwrap_or_default());
-                    self.apply_node(n);
-                }
-                Ok(watcher::Event::InitDone) => {
-                    let mut cache = self.cache();
-                    let gone: Vec<String> = cache
-                        .nodes
-                        .iter()
-                        .filter(|(name, info)| info.node.is_some() && !seen.contains(*name))
-                        .map(|(name, _)| name.clone())
-                        .collect();
-                    for name in gone {
-                        cache.remove_node(&name);
-                    }
-                    drop(cache);
-                    self.nodes_synced.notify_one();
-                }
-                Err(e) => tracing::debug!(error = %e, "scheduler node watch"),
+                Change::Synced => self.nodes_synced.notify_one(),
             }
         }
     }
@@ -245,7 +210,7 @@ impl Shared {
                 Ok(list) => {
                     for pod in list.items {
                         if !self.queue.contains(&pod_key(&pod)) {
-                            self.apply_pod(pod);
+                            self.apply_pod(Arc::new(pod));
                         }
                     }
                 }

@@ -22,8 +22,10 @@ mod testutil;
 mod volumebinding;
 pub(crate) mod volumes;
 
+use crate::controllers::informers::Informers;
 use cache::{Cache, PodInfo};
 use cycle::Decision;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use queue::{Popped, Queue};
 use rand::SeedableRng;
@@ -98,9 +100,11 @@ impl Shared {
 }
 
 /// Runs the scheduler until `cancel` fires.
-pub async fn run(client: Client, cancel: CancellationToken) {
+/// Pods and nodes come from the server's shared informers, so the scheduler holds the same
+/// copies as the controllers; claims and volumes from watches of its own.
+pub async fn run(informers: Informers, cancel: CancellationToken) {
     let shared = Arc::new(Shared {
-        client,
+        client: informers.client().clone(),
         cache: Mutex::new(Cache::default()),
         queue: Queue::default(),
         events: Arc::new(Semaphore::new(PARALLEL_EVENTS)),
@@ -111,8 +115,8 @@ pub async fn run(client: Client, cancel: CancellationToken) {
         reported: Mutex::new(HashMap::new()),
     });
     let mut tasks = JoinSet::new();
-    tasks.spawn(shared.clone().watch_pods());
-    tasks.spawn(shared.clone().watch_nodes());
+    tasks.spawn(shared.clone().watch_pods(informers.get::<Pod>()));
+    tasks.spawn(shared.clone().watch_nodes(informers.get::<Node>()));
     tasks.spawn(shared.clone().watch_claims());
     tasks.spawn(shared.clone().watch_volumes());
     // decisions need the whole picture: wait for both initial lists

@@ -200,6 +200,7 @@ impl Queue {
             .contains_key(key)
     }
 
+    #[cfg(test)]
     pub fn keys(&self) -> Vec<String> {
         self.inner
             .lock()
