@@ -35,23 +35,22 @@ pub enum CgroupError {
 }
 
 /// The directories a cgroup path lives under: the root on a unified (v2) host, and each
-/// mounted hierarchy (`cpu`, `memory`, ..., named ones) on a v1 or hybrid host. Symlinks such
-/// as `cpu -> cpu,cpuacct` name a hierarchy already listed.
+/// mounted hierarchy (`cpu`, `memory`, ..., named ones) on a v1 or hybrid host, whose root is
+/// a plain tmpfs holding no cgroup. Symlinks such as `cpu -> cpu,cpuacct` name a hierarchy
+/// already listed.
 pub fn hierarchies(cgroup_root: &Path) -> Vec<PathBuf> {
     // Only a cgroup2 filesystem has `cgroup.controllers` at its root.
     if cgroup_root.join("cgroup.controllers").exists() {
         return vec![cgroup_root.to_path_buf()];
     }
-    let mut dirs = vec![cgroup_root.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(cgroup_root) {
-        dirs.extend(
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path()),
-        );
-    }
-    dirs
+    let Ok(entries) = std::fs::read_dir(cgroup_root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// SIGKILLs every process left in the container's cgroup and removes it in every hierarchy,
@@ -178,6 +177,19 @@ mod tests {
         assert!(!root.path().join("cpu/k1s/pod1").exists());
         assert!(root.path().join("memory/k1s/pod1/c2").exists());
         assert!(root.path().join("cpu/k1s").exists(), "the top level stays");
+    }
+
+    #[test]
+    fn v1_hierarchies_are_the_mounted_directories_not_the_root_or_symlinks() {
+        let root = v1_root();
+        std::os::unix::fs::symlink("cpu", root.path().join("cpu,cpuacct")).unwrap();
+        let mut found = hierarchies(root.path());
+        found.sort();
+        let want: Vec<PathBuf> = ["cpu", "memory", "pids"]
+            .iter()
+            .map(|h| root.path().join(h))
+            .collect();
+        assert_eq!(found, want);
     }
 
     #[test]
