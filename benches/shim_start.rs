@@ -5,7 +5,8 @@
 //! polled every millisecond), to the answer of Remove: p50 and p90 over 20 runs. runc's is the
 //! wall time of `runc run` (create, start, wait, delete) on the bundle the shim wrote, so both
 //! sides include the delete. The shim's figure also includes writing the bundle, which runc's
-//! does not.
+//! does not. Both keep their state on /run (tmpfs) as in production; container logs go to a
+//! disk directory, as /var/log/pods is.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -43,7 +44,9 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 async fn bench() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     rootfs(root.path())?;
-    let pod = tempfile::tempdir()?;
+    // Where each side keeps its state in production: the shim's pod directory (state.json,
+    // libcontainer's state, bundles) under /run/k1s/pods, runc's root /run/runc; both tmpfs.
+    let pod = run_tempdir()?;
     let logs = tempfile::tempdir()?;
     let cg = format!("/k1s-bench-{}", std::process::id());
     let spec = |id: &str, args: &[&str]| {
@@ -91,10 +94,10 @@ async fn bench() -> anyhow::Result<()> {
     let mut runc = Vec::new();
     let runc_ok = Command::new("runc").arg("--version").output().is_ok();
     if runc_ok {
-        let state = tempfile::tempdir()?;
+        let state = run_tempdir()?;
         for i in 0..RUNS {
             let id = format!("k1s-bench-runc-{}-{i}", std::process::id());
-            let bundle = tempfile::tempdir()?;
+            let bundle = run_tempdir()?;
             write_bundle(
                 &spec(&format!("r{i}"), &["/bin/echo", "hello"]),
                 bundle.path(),
@@ -181,6 +184,12 @@ async fn bench() -> anyhow::Result<()> {
         "shim idle with one running container: RSS {rss}, PSS {pss}, of which anonymous {anon}"
     );
     Ok(())
+}
+
+fn run_tempdir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("k1s-bench-")
+        .tempdir_in("/run")
 }
 
 fn nix_hard_nofile() -> Option<u64> {
