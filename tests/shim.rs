@@ -57,6 +57,43 @@ async fn echo_exits_zero_and_logs_cri_lines() -> Result<()> {
     Ok(())
 }
 
+/// Remove of a container that never started: its init (waiting for Start) is killed and its
+/// cgroup goes from every hierarchy, with the state and bundle directories.
+#[tokio::test]
+async fn removing_a_created_container_kills_its_init_and_frees_its_cgroup() -> Result<()> {
+    let rootfs = Rootfs::new()?;
+    let mut pod = Pod::new("rmcreated")?;
+    let mut c = pod.spawn().await?;
+    let spec = pod.spec(&rootfs, "idle", "sleep 1000");
+    c.create(&spec, &pod.log_path("idle"), None).await?;
+    let pid = c.state().await?[0].pid.unwrap();
+    assert!(alive(pid));
+    // v1 hierarchies, and the unified root on a v2 host.
+    let controllers = ["memory", "pids", "cpu", "devices", "freezer"];
+    let made: Vec<_> = controllers
+        .iter()
+        .map(|ctl| pod.cgroup_dir(ctl, "idle"))
+        .chain([Path::new("/sys/fs/cgroup")
+            .join(pod.cgroup_parent.trim_start_matches('/'))
+            .join("idle")])
+        .filter(|d| d.exists())
+        .collect();
+    assert!(!made.is_empty(), "no cgroup made for the container");
+
+    c.remove("idle").await?;
+    assert!(c.state().await?.is_empty());
+    assert!(eventually(T, || !alive(pid)).await, "init {pid} survived");
+    for d in &made {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(!pod.dir.path().join("state/idle").exists());
+    assert!(!pod.dir.path().join("bundles/idle").exists());
+    // The id is free again.
+    c.create(&spec, &pod.log_path("idle"), None).await?;
+    c.shutdown(Duration::from_secs(1)).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn kill_gives_128_plus_signal_and_others_keep_running() -> Result<()> {
     let rootfs = Rootfs::new()?;

@@ -15,6 +15,7 @@
 //! and briefly `tty-<exec-id>.sock` while a tty exec's pty master is handed over.
 
 mod attach;
+mod cgroup;
 mod client;
 mod conn;
 mod exec;

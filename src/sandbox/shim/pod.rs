@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use super::logs::{timestamp, ContainerLog, Stream};
 use super::protocol::{ContainerState, ErrorKind, LogLimits, Response, Status};
-use super::{runtime, state};
+use super::{cgroup, runtime, state};
 use crate::sandbox::spec::{self, ContainerSpec};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -41,6 +41,8 @@ pub struct Entry {
 
 pub struct Pod {
     pub dir: PathBuf,
+    /// This boot's id, written into every save.
+    boot_id: String,
     pub state_root: PathBuf,
     pub containers: BTreeMap<String, Entry>,
 }
@@ -68,9 +70,11 @@ impl Pod {
             source,
         })?;
         let saved = state::load(dir)?;
-        let same_boot = saved.boot_id.is_empty() || saved.boot_id == state::boot_id();
+        let boot_id = state::boot_id();
+        let same_boot = saved.boot_id.is_empty() || saved.boot_id == boot_id;
         let mut pod = Pod {
             dir: dir.to_path_buf(),
+            boot_id,
             state_root,
             containers: BTreeMap::new(),
         };
@@ -102,7 +106,7 @@ impl Pod {
 
     pub fn save(&self) -> Result<(), state::StateError> {
         let st = state::PodState {
-            boot_id: state::boot_id(),
+            boot_id: self.boot_id.clone(),
             containers: self.containers.values().map(|e| e.state.clone()).collect(),
         };
         state::save(&self.dir, &st)
@@ -276,7 +280,9 @@ impl Pod {
                 format!("container {id} is Running; kill it first"),
             ));
         }
-        runtime::delete(&self.state_root, id).map_err(|e| (ErrorKind::Failed, e.to_string()))?;
+        let cgroup_path = e.state.cgroup_path.clone();
+        runtime::delete(&self.state_root, id, Path::new(CGROUP_ROOT), &cgroup_path)
+            .map_err(|e| (ErrorKind::Failed, e.to_string()))?;
         let _ = std::fs::remove_dir_all(self.bundle(id));
         self.containers.remove(id);
         self.saved(Response::Ok)
@@ -301,7 +307,7 @@ impl Pod {
         e.state.status = Status::Exited;
         e.state.exit_code = exit_code;
         e.state.finished_at = Some(now());
-        e.state.oom_killed = runtime::oom_killed(Path::new(CGROUP_ROOT), &e.state.cgroup_path);
+        e.state.oom_killed = cgroup::oom_killed(Path::new(CGROUP_ROOT), &e.state.cgroup_path);
         e.pidfd = None;
         if let Err(err) = self.save() {
             tracing::error!(%err, "recording exit of pid {pid}");
@@ -363,13 +369,15 @@ impl Pod {
     pub fn remove_all(&mut self) -> Vec<String> {
         let mut errors = Vec::new();
         let ids: Vec<String> = self.containers.keys().cloned().collect();
+        let root = Path::new(CGROUP_ROOT);
         for id in ids {
-            if let Err(e) = runtime::delete(&self.state_root, &id) {
-                errors.push(e.to_string());
+            let Some(e) = self.containers.remove(&id) else {
+                continue;
+            };
+            if let Err(err) = runtime::delete(&self.state_root, &id, root, &e.state.cgroup_path) {
+                errors.push(err.to_string());
             }
-            if let Some(e) = self.containers.remove(&id) {
-                runtime::remove_empty_parents(Path::new(CGROUP_ROOT), &e.state.cgroup_path);
-            }
+            cgroup::remove_empty_parents(root, &e.state.cgroup_path);
         }
         for dir in [self.state_root.clone(), self.dir.join("bundles")] {
             if let Err(e) = std::fs::remove_dir_all(&dir) {

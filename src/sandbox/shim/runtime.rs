@@ -1,5 +1,4 @@
-//! The shim's use of youki's libcontainer: create, start and delete one container, and read
-//! what its cgroup says about an OOM kill.
+//! The shim's use of youki's libcontainer: create, start, exec in and delete one container.
 //!
 //! Only the shim process may call into this module: libcontainer clones the calling process,
 //! which is unsound in a multi-threaded (tokio) process. It never reaps: the container's init
@@ -16,6 +15,8 @@ use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{SigSet, SigmaskHow};
+
+use super::cgroup;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -189,63 +190,27 @@ pub fn start(state_root: &Path, id: &str) -> Result<(), RuntimeError> {
     c.start().map_err(lc_err("start", id))
 }
 
-/// Kills whatever is left in the cgroup, removes it and libcontainer's state directory.
-pub fn delete(state_root: &Path, id: &str) -> Result<(), RuntimeError> {
+/// Kills whatever is left in the container's cgroup, removes the cgroup and libcontainer's
+/// state directory: what libcontainer's `Container::delete` does for our containers (no
+/// hooks, no Intel RDT, no systemd), without building a cgroup manager for it (see `cgroup`).
+pub fn delete(
+    state_root: &Path,
+    id: &str,
+    cgroup_root: &Path,
+    cgroup_path: &str,
+) -> Result<(), RuntimeError> {
+    let err = |message: String| RuntimeError::Libcontainer {
+        op: "delete",
+        id: id.to_string(),
+        message,
+    };
+    cgroup::remove(cgroup_root, cgroup_path).map_err(|e| err(e.to_string()))?;
     let dir = state_root.join(id);
-    if !dir.exists() {
-        return Ok(());
-    }
-    let mut c = Container::load(dir).map_err(lc_err("delete", id))?;
-    c.delete(true).map_err(lc_err("delete", id))
-}
-
-/// Whether the kernel OOM-killed a process of this cgroup (v1 `memory.oom_control`, v2
-/// `memory.events`). Read before the cgroup is removed.
-pub fn oom_killed(cgroup_root: &Path, cgroup_path: &str) -> bool {
-    let rel = cgroup_path.trim_start_matches('/');
-    let candidates: [PathBuf; 2] = [
-        cgroup_root
-            .join("memory")
-            .join(rel)
-            .join("memory.oom_control"),
-        cgroup_root.join(rel).join("memory.events"),
-    ];
-    candidates.iter().any(|p| {
-        std::fs::read_to_string(p)
-            .map(|text| {
-                text.lines().any(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                        .is_some_and(|n| n > 0)
-                })
-            })
-            .unwrap_or(false)
-    })
-}
-
-/// libcgroups creates the whole cgroup path but removes only the leaf; the pod level
-/// (`/k1s/pod<uid>` of `/k1s/pod<uid>/<id>`) goes when the pod's last container does. The
-/// top level (`/k1s`) is shared by all pods and stays. Non-empty directories are left alone.
-pub fn remove_empty_parents(cgroup_root: &Path, cgroup_path: &str) {
-    let rel = Path::new(cgroup_path.trim_start_matches('/'));
-    let mut hierarchies = vec![cgroup_root.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(cgroup_root) {
-        // Symlinks such as `cpu -> cpu,cpuacct` name a hierarchy already listed.
-        hierarchies.extend(
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path()),
-        );
-    }
-    for h in hierarchies {
-        for parent in rel.ancestors().skip(1) {
-            if parent.components().count() < 2 {
-                break;
-            }
-            // rmdir only succeeds on an empty cgroup, which is exactly the condition wanted.
-            let _ = std::fs::remove_dir(h.join(parent));
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(err(format!("remove {}: {e}", dir.display())))
         }
+        _ => Ok(()),
     }
 }
 
