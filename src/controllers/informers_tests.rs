@@ -209,6 +209,22 @@ async fn each_server_has_its_own_informers() {
     cancel.cancel();
 }
 
+/// What a subscriber was told by a finished list, sorted; the list's end marker comes last.
+fn told_after_list(rx: &mut mpsc::UnboundedReceiver<Change<ConfigMap>>) -> Vec<(bool, String)> {
+    let mut told = Vec::new();
+    let mut synced = false;
+    while let Ok(c) = rx.try_recv() {
+        assert!(!synced, "the sync marker comes last");
+        match c {
+            Change::Synced => synced = true,
+            c => told.push(name_of(&c)),
+        }
+    }
+    assert!(synced, "a finished list is marked");
+    told.sort();
+    told
+}
+
 /// A re-list tells the subscribers what vanished meanwhile as deleted, and everything that
 /// is there again.
 #[test]
@@ -231,17 +247,7 @@ fn a_relist_reports_vanished_objects_as_deleted() {
     ] {
         shared.apply(&mut writer, ev);
     }
-    let mut told = Vec::new();
-    let mut synced = false;
-    while let Ok(c) = rx.try_recv() {
-        assert!(!synced, "the sync marker comes last");
-        match c {
-            Change::Synced => synced = true,
-            c => told.push(name_of(&c)),
-        }
-    }
-    assert!(synced, "a finished list is marked");
-    told.sort();
+    let told = told_after_list(&mut rx);
     assert_eq!(told, [(true, "a".into()), (true, "b".into())]);
 
     for ev in [
@@ -256,17 +262,7 @@ fn a_relist_reports_vanished_objects_as_deleted() {
         "nothing is told before the list is done"
     );
     shared.apply(&mut writer, watcher::Event::InitDone);
-    let mut told = Vec::new();
-    let mut synced = false;
-    while let Ok(c) = rx.try_recv() {
-        assert!(!synced, "the sync marker comes last");
-        match c {
-            Change::Synced => synced = true,
-            c => told.push(name_of(&c)),
-        }
-    }
-    assert!(synced, "a finished list is marked");
-    told.sort();
+    let told = told_after_list(&mut rx);
     assert_eq!(
         told,
         [(false, "a".into()), (true, "b".into()), (true, "c".into())]
