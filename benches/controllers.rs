@@ -311,13 +311,7 @@ async fn memory_per_pod() {
                     if i >= target {
                         return bytes;
                     }
-                    let p: Pod = serde_json::from_value(json!({
-                        "metadata": {"name": format!("mem-{i}"), "labels": {"app": "mem", "tier": "bench"}},
-                        "spec": {"nodeName": format!("hollow-{}", i % 10),
-                            "containers": [{"name": "c", "image": "busybox",
-                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
-                    }))
-                    .unwrap();
+                    let p = controllers_heap::bound_pod("mem", i);
                     let created = pods.create(&PostParams::default(), &p).await.unwrap();
                     bytes += serde_json::to_vec(&created).unwrap().len();
                 }

@@ -63,6 +63,18 @@ fn row(holder: &str, from: isize, to: isize) {
     );
 }
 
+/// Pod `<app>-<i>`, bound to one of ten hollow nodes, with small requests: what both memory
+/// measurements fill the caches with.
+pub fn bound_pod(app: &str, i: usize) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{app}-{i}"), "labels": {"app": app, "tier": "bench"}},
+        "spec": {"nodeName": format!("hollow-{}", i % 10),
+            "containers": [{"name": "c", "image": "busybox",
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+    }))
+    .unwrap()
+}
+
 pub async fn heap_by_holder() {
     let registry = Registry::new(Store::memory(), Arc::new(Catalog::new()));
     let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
@@ -81,13 +93,7 @@ pub async fn heap_by_holder() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut at = settled().await;
     for i in 0..PODS {
-        let p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("heap-{i}"), "labels": {"app": "heap", "tier": "bench"}},
-            "spec": {"nodeName": format!("hollow-{}", i % 10),
-                "containers": [{"name": "c", "image": "busybox",
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
-        }))
-        .unwrap();
+        let p = bound_pod("heap", i);
         pods.create(&PostParams::default(), &p).await.unwrap();
     }
     let mut step = |holder: &str, now: isize| {
