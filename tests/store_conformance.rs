@@ -63,6 +63,7 @@ conformance!(
     watch_from_now_sees_only_new,
     watch_catch_up_then_live_with_concurrent_writers,
     watch_prefix_filtering,
+    watched_writes_are_readable,
     delete_events_carry_prev,
     lagging_watcher_recovers_without_gaps,
     close_ends_watches,
@@ -385,6 +386,41 @@ async fn watch_catch_up_then_live_with_concurrent_writers(fx: Fx) {
     // And it keeps following live.
     s.create("/r/last", b("z")).await.unwrap();
     assert_eq!(next_event(&mut w).await.kv.key, "/r/last");
+}
+
+/// What a watcher is told about can be read at once: a client that gets an event and then
+/// reads or updates the object must find it, however the threads are scheduled.
+async fn watched_writes_are_readable(fx: Fx) {
+    let s = fx.store.clone();
+    let mut w = s.watch("/seen/", 0).unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    s.create(&format!("/seen/t{t}-{i}"), b("v")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..800 {
+        let ev = next_event(&mut w).await;
+        assert!(
+            s.current_revision() >= ev.kv.mod_revision,
+            "event at {} delivered while the current revision is {}",
+            ev.kv.mod_revision,
+            s.current_revision()
+        );
+        let got = s.get(&ev.kv.key).await.unwrap();
+        assert!(
+            got.is_some(),
+            "{} was watched but cannot be read",
+            ev.kv.key
+        );
+    }
+    for h in writers {
+        h.await.unwrap();
+    }
 }
 
 async fn watch_prefix_filtering(fx: Fx) {

@@ -4,8 +4,9 @@
 //! Write path: a writer takes the apply lock, checks its precondition against the current
 //! pointer, writes history + pointer + log entry as one atomic batch, queues its event and
 //! releases the lock. It then waits until the flusher thread reports its revision durable.
-//! The flusher flushes once for everything applied so far (group commit), then publishes the
-//! queued events to watchers and advances the durable revision. Reads and watches only ever
+//! The flusher flushes once for everything applied so far (group commit), then advances the
+//! durable revision and only then hands the queued events to watchers, so whatever a watcher
+//! hears of is already readable. Reads and watches only ever
 //! see durable revisions, so nothing a client observed can vanish in a crash.
 
 use super::backend::{Backend, Op};
@@ -340,6 +341,11 @@ impl Core {
 
     fn publish(&self, target: Revision, events: Vec<Event>) {
         let guard = self.publish.lock();
+        // The revision becomes readable before any watcher hears of it: a client that gets an
+        // event and at once reads or updates the object must find it. Both happen under the
+        // publish lock, so a new subscriber sees either both or neither.
+        self.durable.store(target, Ordering::Release);
+        self.durable_tx.send_modify(|d| d.rev = target);
         if let Ok(tx) = &guard {
             if let Some(tx) = tx.as_ref() {
                 for ev in events {
@@ -348,8 +354,6 @@ impl Core {
                 }
             }
         }
-        self.durable.store(target, Ordering::Release);
-        self.durable_tx.send_modify(|d| d.rev = target);
         drop(guard);
     }
 
