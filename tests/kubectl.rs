@@ -518,3 +518,53 @@ spec:
     let (ok, _, _) = s.kubectl(&["get", "widgets"]);
     assert!(!ok);
 }
+
+/// A `kind: List` file is validated by kubectl itself against the protobuf `/openapi/v2`
+/// document (the server cannot check a List's fields), as `get -o yaml > f; apply -f f` needs.
+#[test]
+fn list_files_validated_on_the_client() {
+    let s = TestServer::start();
+    let list = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: l1}
+  data: {a: "1"}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: l2}
+  spec:
+    ports: [{port: 80}]
+"#;
+    let out = s.k_in(&["create", "-f", "-"], list);
+    assert!(
+        out.contains("configmap/l1 created") && out.contains("service/l2 created"),
+        "{out}"
+    );
+    let exported = s.k(&["get", "cm/l1", "svc/l2", "-o", "yaml"]);
+    assert!(exported.contains("kind: List"), "{exported}");
+    let out = s.k_in(&["apply", "-f", "-"], &exported);
+    assert!(
+        out.contains("configmap/l1") && out.contains("service/l2"),
+        "{out}"
+    );
+
+    let bad = list.replace(
+        "ports: [{port: 80}]",
+        "ports: [{port: \"http\"}]\n    bogus: 1",
+    );
+    let (ok, _, err) = s.kubectl_stdin(&["create", "-f", "-"], Some(&bad));
+    assert!(!ok, "an invalid List item was accepted");
+    assert!(
+        err.contains(r#"ValidationError(Service.spec): unknown field "bogus" in io.k8s.api.core.v1.ServiceSpec"#)
+            && err.contains(r#"invalid type for io.k8s.api.core.v1.ServicePort.port: got "string", expected "integer""#),
+        "{err}"
+    );
+    let (ok, _, err) = s.kubectl_stdin(
+        &["create", "-f", "-", "--validate=false", "--dry-run=server"],
+        Some(&list.replace("l1", "l3").replace("l2", "l4")),
+    );
+    assert!(ok, "{err}");
+}

@@ -264,11 +264,14 @@ impl ApiServer {
                 }
             }
             "/openapi/v2" => {
+                self.openapi.set_custom(&self.custom_crds());
+                let content_type = openapi::v2_content_type(accept)?;
+                let protobuf = content_type != "application/json";
                 return Ok(response::bytes_response(
                     StatusCode::OK,
-                    "application/json",
-                    self.openapi.v2_document().as_ref().clone(),
-                ))
+                    content_type,
+                    self.openapi.v2_document(protobuf).as_ref().clone(),
+                ));
             }
             "/openapi/v3" => {
                 self.openapi.set_custom(&self.custom_crds());

@@ -23,6 +23,7 @@ mod patch_meta;
 mod paths;
 mod schema;
 mod v2;
+mod v2proto;
 mod v3;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
+use crate::registry::ApiError;
 use custom::Custom;
 use paths::KindInfo;
 use schema::Catalog;
@@ -74,7 +76,9 @@ struct State {
     generation: u64,
     custom: Arc<Custom>,
     v3: HashMap<GvKey, Cached>,
+    /// The swagger document as JSON and as protobuf, each made on first request.
     v2: Option<Arc<Vec<u8>>>,
+    v2_protobuf: Option<Arc<Vec<u8>>>,
 }
 
 /// The OpenAPI documents; cheap to create, each document is generated on
@@ -116,6 +120,7 @@ impl OpenApi {
             state.v3.remove(key);
         }
         state.v2 = None;
+        state.v2_protobuf = None;
         state.generation += 1;
         state.custom = Arc::new(new);
     }
@@ -147,10 +152,19 @@ impl OpenApi {
         self.v3_cached(&key).map(|c| c.hash)
     }
 
-    /// GET /openapi/v2: the serialized swagger 2.0 document.
-    pub fn v2_document(&self) -> Arc<Vec<u8>> {
-        if let Some(doc) = &self.read().v2 {
-            return doc.clone();
+    /// GET /openapi/v2: the serialized swagger 2.0 document, as JSON or, for `protobuf`,
+    /// as gnostic's `openapi.v2.Document`.
+    pub fn v2_document(&self, protobuf: bool) -> Arc<Vec<u8>> {
+        let cached = {
+            let state = self.read();
+            if protobuf {
+                state.v2_protobuf.clone()
+            } else {
+                state.v2.clone()
+            }
+        };
+        if let Some(doc) = cached {
+            return doc;
         }
         let (custom, generation) = self.snapshot();
         let builtin = self.builtin();
@@ -167,10 +181,19 @@ impl OpenApi {
             |g: &str, v: &str, k: &str| builtin.catalog.kind_def(g, v, k).map(str::to_string);
         let lookup = |n: &str| custom.defs.get(n).or_else(|| builtin.catalog.defs.get(n));
         let doc = v2::document(&views, &resolve, &lookup, KUBERNETES_VERSION);
-        let bytes = Arc::new(serde_json::to_vec(&doc).unwrap_or_default());
+        let bytes = Arc::new(if protobuf {
+            v2proto::encode(&doc)
+        } else {
+            serde_json::to_vec(&doc).unwrap_or_default()
+        });
         let mut state = self.write();
         if state.generation == generation {
-            state.v2 = Some(bytes.clone());
+            let slot = if protobuf {
+                &mut state.v2_protobuf
+            } else {
+                &mut state.v2
+            };
+            *slot = Some(bytes.clone());
         }
         bytes
     }
@@ -329,4 +352,32 @@ fn content_hash(bytes: &[u8]) -> String {
     }
     b ^= bytes.len() as u64;
     format!("{a:016X}{b:016X}")
+}
+
+/// The protobuf media types of the swagger document: client-go asks for the first, whose `@`
+/// Go's MIME parser refuses in a Content-Type, so the answer always names the second.
+const V2_PROTOBUF: [&str; 2] = [
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+/// The media type `/openapi/v2` answers an `Accept` header with: the first of its entries
+/// that is JSON, a wildcard or one of the protobuf types; 406 when none is.
+pub fn v2_content_type(accept: Option<&str>) -> Result<&'static str, ApiError> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok("application/json");
+    };
+    for part in accept.split(',') {
+        let mt = part.split(';').next().unwrap_or_default().trim();
+        if V2_PROTOBUF.iter().any(|t| t.eq_ignore_ascii_case(mt)) {
+            return Ok(V2_PROTOBUF[1]);
+        }
+        if matches!(mt, "application/json" | "application/*" | "*/*") {
+            return Ok("application/json");
+        }
+    }
+    Err(ApiError::not_acceptable(format!(
+        "only the following media types are accepted: application/json, {}",
+        V2_PROTOBUF.join(", ")
+    )))
 }

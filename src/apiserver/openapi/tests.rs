@@ -159,7 +159,7 @@ fn every_ref_resolves_in_every_document() {
             }
         }
     }
-    let v2 = parse(&api.v2_document());
+    let v2 = parse(&api.v2_document(false));
     let defs = v2["definitions"].as_object().expect("definitions");
     assert_refs_resolve(&v2, schema::V2_PREFIX, defs, "v2");
 }
@@ -239,7 +239,7 @@ fn custom_resources_appear_and_change() {
     changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"] = "changed".into();
     api.set_custom(&[changed]);
     assert_ne!(api.v3_hash("apis/stable.example.com/v1"), Some(hash));
-    let v2 = parse(&api.v2_document());
+    let v2 = parse(&api.v2_document(false));
     assert_eq!(
         v2["definitions"]["com.example.stable.v1.CronTab"]["description"],
         "changed"
@@ -252,7 +252,7 @@ fn custom_resources_appear_and_change() {
 #[test]
 fn v2_document_shape() {
     let api = OpenApi::new(&served());
-    let v2 = parse(&api.v2_document());
+    let v2 = parse(&api.v2_document(false));
     assert_eq!(v2["swagger"], "2.0");
     let defs = v2["definitions"].as_object().expect("definitions");
     let pod = &defs["io.k8s.api.core.v1.Pod"];

@@ -19,7 +19,7 @@ mod schema;
 mod table;
 #[cfg(test)]
 mod tests;
-mod wire;
+pub(super) mod wire;
 
 use serde_json::{Map, Value};
 
