@@ -108,6 +108,25 @@ pub async fn event(
     Ok(())
 }
 
+/// Whether the pod already says what [`mark_unschedulable`] would write (the times aside), so
+/// the write can be skipped as upstream skips an unchanged condition.
+pub fn marked_unschedulable(pod: &Pod, message: &str, nominated: Option<&str>) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled");
+    let same = condition.is_some_and(|c| {
+        c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+            && c.message.as_deref() == Some(message)
+    });
+    same && (nominated.is_none() || status.nominated_node_name.as_deref() == nominated)
+}
+
 /// Sets PodScheduled=False/Unschedulable with `message` (what `kubectl describe` shows)
 /// and, after preemption, `status.nominatedNodeName`.
 pub async fn mark_unschedulable(
@@ -156,5 +175,42 @@ pub async fn evict(client: &Client, victim: &Pod) -> Result<(), Error> {
             pod: format!("{ns}/{name}"),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::marked_unschedulable;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_condition_is_not_written_again() {
+        let msg = "0/0 nodes are available.";
+        let marked = pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": msg, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+        );
+        assert!(marked_unschedulable(&marked, msg, None));
+        assert!(!marked_unschedulable(
+            &marked,
+            "0/1 nodes are available: 1 Insufficient cpu.",
+            None
+        ));
+        assert!(!marked_unschedulable(&marked, msg, Some("n1")));
+        assert!(!marked_unschedulable(
+            &pod(json!({"phase": "Pending"})),
+            msg,
+            None
+        ));
+        let nominated = pod(
+            json!({"nominatedNodeName": "n1", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": msg}]}),
+        );
+        assert!(marked_unschedulable(&nominated, msg, Some("n1")));
     }
 }

@@ -40,9 +40,10 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings in flight at once: binding is an API round trip, scheduling is not. Enough
 /// that one group commit of the store carries many of them.
 const PARALLEL_BINDS: usize = 128;
-/// Scheduled events being written at once. They are written after the binding, off its
-/// critical path and outside its limit (upstream hands them to an asynchronous
-/// broadcaster), and fewer at once than bindings so that a burst binds first.
+/// Scheduled events, and failure reports (condition and event), being written at once. They
+/// are written after the binding, off its critical path and outside its limit (upstream hands
+/// them to an asynchronous broadcaster), and fewer at once than bindings so that a burst
+/// binds first.
 const PARALLEL_EVENTS: usize = 16;
 /// A binding not answered by then is abandoned and retried. Conflicts are retried too:
 /// if someone else bound the pod meanwhile, the watch takes it out of the queue.
@@ -243,13 +244,20 @@ impl Shared {
             reported.insert(popped.key.clone(), (message.to_string(), now));
         }
         tracing::debug!(pod = %popped.key, %message, "pod unschedulable");
+        // Reports share the events' slots: thousands of pods failing at once (a restart with
+        // no node ready) must not put thousands of writes in flight.
+        let Ok(_permit) = self.events.acquire().await else {
+            return;
+        };
         let pod = &popped.pod;
         // the condition first: whoever sees the event finds the pod already marked, as
-        // upstream's asynchronous events make it look
-        if let Err(e) =
-            binder::mark_unschedulable(&self.client, pod, message, nominated.as_deref()).await
-        {
-            tracing::debug!(error = %e, "scheduler status");
+        // upstream's asynchronous events make it look; a pod marked so already is left alone
+        if !binder::marked_unschedulable(pod, message, nominated.as_deref()) {
+            if let Err(e) =
+                binder::mark_unschedulable(&self.client, pod, message, nominated.as_deref()).await
+            {
+                tracing::debug!(error = %e, "scheduler status");
+            }
         }
         if let Err(e) =
             binder::event(&self.client, pod, "Warning", "FailedScheduling", message).await
