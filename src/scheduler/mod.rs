@@ -171,7 +171,12 @@ pub async fn run(informers: Informers, cancel: CancellationToken) {
                 shared.queue.failed(popped.moves, &popped.key, true);
                 let shared = shared.clone();
                 tasks.spawn(async move {
-                    shared.report_failure(&popped, &message, nominated).await;
+                    // The report's future (the API calls') is made only once a slot is free:
+                    // thousands of waiting reports hold a few hundred bytes each, not kilobytes.
+                    let Ok(_permit) = shared.events.acquire().await else {
+                        return;
+                    };
+                    Box::pin(shared.report_failure(&popped, &message, nominated)).await;
                 });
             }
         }
@@ -231,6 +236,9 @@ impl Shared {
         }
     }
 
+    /// Marks the pod unschedulable and records the event. The caller holds an events slot:
+    /// thousands of pods failing at once (a restart with no node ready) must not put
+    /// thousands of writes in flight.
     async fn report_failure(&self, popped: &Popped, message: &str, nominated: Option<String>) {
         {
             let mut reported = self.reported.lock().expect("reported lock");
@@ -244,11 +252,6 @@ impl Shared {
             reported.insert(popped.key.clone(), (message.to_string(), now));
         }
         tracing::debug!(pod = %popped.key, %message, "pod unschedulable");
-        // Reports share the events' slots: thousands of pods failing at once (a restart with
-        // no node ready) must not put thousands of writes in flight.
-        let Ok(_permit) = self.events.acquire().await else {
-            return;
-        };
         let pod = &popped.pod;
         // the condition first: whoever sees the event finds the pod already marked, as
         // upstream's asynchronous events make it look; a pod marked so already is left alone
