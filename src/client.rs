@@ -15,7 +15,12 @@ use std::task::{Context, Poll};
 pub struct InProcess {
     api: Arc<ApiServer>,
     user: UserInfo,
+    agent: http::HeaderValue,
 }
+
+/// The User-Agent of in-process requests unless a component names its own: as for a remote
+/// client, its first word is the field manager of what the request writes.
+pub const SERVER_AGENT: &str = "k1s";
 
 impl tower::Service<Request<kube::client::Body>> for InProcess {
     type Response = Response<Body>;
@@ -26,7 +31,10 @@ impl tower::Service<Request<kube::client::Body>> for InProcess {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<kube::client::Body>) -> Self::Future {
+        req.headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert_with(|| self.agent.clone());
         let api = self.api.clone();
         let user = self.user.clone();
         Box::pin(async move { Ok(api.handle(req, Some(user)).await) })
@@ -41,7 +49,20 @@ pub fn in_process(api: Arc<ApiServer>, user: UserInfo) -> kube::Client {
 
 /// The tower service under `in_process`, for callers that wrap it (a request counter).
 pub fn in_process_service(api: Arc<ApiServer>, user: UserInfo) -> InProcess {
-    InProcess { api, user }
+    InProcess {
+        api,
+        user,
+        agent: http::HeaderValue::from_static(SERVER_AGENT),
+    }
+}
+
+impl InProcess {
+    /// The same service sending `agent` as its User-Agent (upstream's component names, such
+    /// as `kubelet`, so that managedFields name who wrote what as on Kubernetes).
+    pub fn with_agent(mut self, agent: &'static str) -> InProcess {
+        self.agent = http::HeaderValue::from_static(agent);
+        self
+    }
 }
 
 pub fn server_identity() -> UserInfo {

@@ -297,7 +297,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
             .context("node client tls configuration")?,
     );
     if !args.disable_agent {
-        start_agent(args, &pki, &client, &mut tasks, &cancel).await?;
+        // The node agent writes as upstream's does (managedFields name `kubelet`).
+        let service =
+            crate::client::in_process_service(api.clone(), crate::client::server_identity());
+        let node_client = kube::Client::new(service.with_agent("kubelet"), "default");
+        start_agent(args, &pki, &node_client, &mut tasks, &cancel).await?;
     }
 
     let kubeconfig = pki.admin_kubeconfig(&format!("https://127.0.0.1:{}", addr.port()));

@@ -126,3 +126,43 @@ async fn bookmarks_and_initial_events() {
     }
     assert!(saw_added && saw_end);
 }
+
+/// What an in-process component writes is managed, in managedFields, by the name its
+/// User-Agent starts with, as for remote clients: `k1s` unless it names its own.
+#[tokio::test]
+async fn field_manager_from_the_component_agent() {
+    let (_store, client) = setup().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut mine = cm("mine");
+    mine.data = Some([("a".to_string(), "1".to_string())].into());
+    let made = api.create(&PostParams::default(), &mine).await.unwrap();
+    let managers = |c: &ConfigMap| -> Vec<String> {
+        c.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect()
+    };
+    assert_eq!(managers(&made), ["k1s"], "{made:?}");
+
+    let registry = Registry::new(Store::memory(), Arc::new(Catalog::new()));
+    let server = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
+    let service = k1s::client::in_process_service(server, k1s::client::server_identity());
+    let kubelet = kube::Client::new(service.with_agent("kubelet"), "default");
+    let ns: Api<Namespace> = Api::all(kubelet.clone());
+    let made = ns
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "n", "labels": {"a": "b"}}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        made.metadata.managed_fields.unwrap()[0].manager.as_deref(),
+        Some("kubelet")
+    );
+}
