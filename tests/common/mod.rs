@@ -1,8 +1,12 @@
 //! Test harness: a real `k1s server` process in its own temp data dir on its own port, with
 //! helpers to drive it with the real kubectl and curl. Everything it starts is stopped and
-//! removed on drop, even when the test fails.
+//! removed on drop, even when the test fails. `inprocess` is the cluster without a process,
+//! for controller tests; `eventually` polls either.
 #![allow(dead_code)]
 
+pub mod inprocess;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -285,5 +289,21 @@ impl Drop for TestServer {
         if std::thread::panicking() {
             eprintln!("--- k1s server log ---\n{}", self.log());
         }
+    }
+}
+
+/// Poll `f` every 20 ms until it returns Some, or panic after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
