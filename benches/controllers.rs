@@ -18,11 +18,10 @@ static ALLOC: controllers_heap::Counting = controllers_heap::Counting;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
@@ -152,20 +151,16 @@ fn fake_kubelet(client: kube::Client, cancel: CancellationToken) {
 
 async fn deployment_of_100(label: &str, store: Store) {
     const REPLICAS: usize = 100;
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
+    let built = InProcessApi::builder(store).build().await.unwrap();
     let counts: Counts = Default::default();
     let control = kube::Client::new(
         Counting {
-            inner: k1s::client::in_process_service(api.clone(), k1s::client::server_identity()),
+            inner: k1s::client::in_process_service(built.api, k1s::client::server_identity()),
             counts: counts.clone(),
         },
         "default",
     );
-    let outside = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(outside.clone());
-    let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    ns.create(&PostParams::default(), &d).await.unwrap();
+    let outside = built.client;
     for i in 0..3 {
         add_node(&outside, &format!("hollow-{i}")).await;
     }

@@ -6,15 +6,12 @@
 //!
 //! Run: `cargo bench --bench deploy`. K1S_BENCH_DEPLOY_N overrides the number of samples (20).
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::deploy::{Config, TemplateVars};
-use k1s::registry::{Catalog, Registry, ServiceConfig};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, PostParams};
-use serde_json::json;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,20 +34,12 @@ fn row(what: &str, mut samples: Vec<Duration>) {
 /// An API server on a sled store in `data`, as `k1s server` builds it.
 async fn api(data: &Path) -> (kube::Client, Store) {
     let store = Store::open_sled(&data.join("db"), 16 * 1024 * 1024).unwrap();
-    let registry = Registry::with_services(
-        store.clone(),
-        Arc::new(Catalog::new()),
-        ServiceConfig::default(),
-    );
-    registry.refresh_crds().await.unwrap();
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    for n in ["default", "kube-system"] {
-        let o: Namespace = serde_json::from_value(json!({"metadata": {"name": n}})).unwrap();
-        let _ = ns.create(&PostParams::default(), &o).await;
-    }
-    (client, store)
+    let api = InProcessApi::builder(store)
+        .namespaces(&["default", "kube-system"])
+        .build()
+        .await
+        .unwrap();
+    (api.client, api.store)
 }
 
 fn config(data: &Path) -> Config {

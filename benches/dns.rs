@@ -13,11 +13,10 @@
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::dns::{handler::query, DnsConfig};
-use k1s::registry::{Catalog, Registry};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -75,15 +74,13 @@ fn fake_upstream() -> SocketAddr {
 }
 
 async fn cluster() -> kube::Client {
-    let registry = Registry::new(Store::memory(), Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    for i in 0..NAMESPACES {
-        let n: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": format!("ns-{i}")}})).unwrap();
-        ns.create(&PostParams::default(), &n).await.unwrap();
-    }
+    let namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("ns-{i}")).collect();
+    let client = InProcessApi::builder(Store::memory())
+        .namespaces(&namespaces)
+        .build()
+        .await
+        .unwrap()
+        .client;
     for i in 0..SERVICES {
         let api: Api<Service> = Api::namespaced(client.clone(), &format!("ns-{}", i % NAMESPACES));
         let s: Service = serde_json::from_value(json!({

@@ -9,17 +9,15 @@
 //! the sizes (200 and 20).
 
 use futures::StreamExt;
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -31,12 +29,7 @@ fn env(name: &str, default: i32) -> i32 {
 }
 
 async fn run(label: &str, store: Store, completions: i32, parallelism: i32) {
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    ns.create(&PostParams::default(), &d).await.unwrap();
+    let client = InProcessApi::builder(store).build().await.unwrap().client;
     let cancel = CancellationToken::new();
     let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
     tokio::spawn(k1s::controllers::job::run(informers, cancel.clone()));

@@ -11,10 +11,9 @@
 //! replaces 10,000; the streaming case uses a tenth).
 
 use futures::StreamExt;
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
@@ -31,12 +30,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn setup(store: Store, nodes: usize) -> kube::Client {
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    ns.create(&PostParams::default(), &d).await.unwrap();
+    let client = InProcessApi::builder(store).build().await.unwrap().client;
     let node_count = nodes;
     let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..node_count {

@@ -7,11 +7,11 @@
 //!
 //! Run: `cargo bench --bench services`. K1S_BENCH_SERVICES overrides the count.
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::registry::services::range::IpRange;
-use k1s::registry::{Catalog, Registry, ServiceConfig};
+use k1s::registry::Registry;
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use std::collections::HashSet;
@@ -26,18 +26,8 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn setup(store: Store) -> (kube::Client, Registry) {
-    let registry =
-        Registry::with_services(store, Arc::new(Catalog::new()), ServiceConfig::default());
-    let api = ApiServer::new(
-        registry.clone(),
-        Arc::new(MastersOnly),
-        "127.0.0.1:6443".into(),
-    );
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    let _ = ns.create(&PostParams::default(), &d).await;
-    (client, registry)
+    let api = InProcessApi::builder(store).build().await.unwrap();
+    (api.client, api.registry)
 }
 
 async fn run(label: &str, store: Store, count: usize) {

@@ -7,6 +7,7 @@ pub mod client;
 pub mod cni;
 pub mod config;
 pub mod controllers;
+pub mod cron;
 pub mod deploy;
 pub mod dns;
 pub mod kubelet;

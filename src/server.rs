@@ -5,17 +5,16 @@
 use crate::apiserver::{rbac::Rbac, serve, ApiServer, TokenIssuer};
 use crate::cli::ServerArgs;
 use crate::pki::{Pki, PkiConfig};
-use crate::registry::{Catalog, Registry};
 use crate::store::Store;
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub mod inprocess;
 
 /// Namespaces every cluster has.
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -72,16 +71,11 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
         args.datastore_cache_mb * 1024 * 1024,
     )
     .with_context(|| format!("opening the store in {}", server_dir.join("db").display()))?;
-    let catalog = Arc::new(Catalog::new());
     let services = crate::registry::ServiceConfig {
         cidr: args.service_cidr,
         node_ports: args.service_node_port_range,
     };
-    let registry = Registry::with_services(store.clone(), catalog, services);
-    registry
-        .refresh_crds()
-        .await
-        .map_err(|e| anyhow::anyhow!("loading custom resource definitions: {e}"))?;
+    let registry = inprocess::open_registry(store.clone(), services).await?;
 
     let node_ip = args.advertise_address.or_else(primary_ip);
     let mut sans: Vec<String> = args.tls_san.clone();
@@ -140,7 +134,7 @@ pub async fn start(args: &ServerArgs, listener: Option<TcpListener>) -> anyhow::
     });
 
     let client = crate::client::in_process(api.clone(), crate::client::server_identity());
-    ensure_namespaces(&client).await?;
+    inprocess::ensure_namespaces(&client, DEFAULT_NAMESPACES).await?;
     rbac.start(&client, &mut tasks, &cancel).await?;
     // Before the controllers start, so their first lists do not compete with it, and before
     // readiness, so the bundled manifests' objects (the default StorageClass) are there.
@@ -480,42 +474,6 @@ fn nth_ip(net: &ipnetwork::IpNetwork, n: u32) -> IpAddr {
             u128::from(v.network()).wrapping_add(u128::from(n)),
         )),
     }
-}
-
-async fn ensure_namespaces(client: &kube::Client) -> anyhow::Result<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    for name in DEFAULT_NAMESPACES {
-        if api
-            .get_opt(name)
-            .await
-            .with_context(|| format!("reading namespace {name}"))?
-            .is_some()
-        {
-            continue;
-        }
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.to_string()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match api
-            .create(
-                &PostParams {
-                    field_manager: Some("k1s".into()),
-                    ..Default::default()
-                },
-                &ns,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e).with_context(|| format!("creating namespace {name}")),
-        }
-    }
-    Ok(())
 }
 
 /// Run until SIGINT or SIGTERM.

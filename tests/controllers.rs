@@ -2,69 +2,32 @@
 //! collector and ServiceAccount. No scheduler or kubelet runs here: tests mark pods Running
 //! and Ready themselves through pods/status.
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
+mod common;
+
+use common::eventually;
+use common::inprocess::Cluster;
 use k1s::controllers::informers::Informers;
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-struct Cluster {
-    client: Client,
-    cancel: CancellationToken,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
 
 type Start = fn(Informers, CancellationToken) -> futures::future::BoxFuture<'static, ()>;
 
 async fn cluster(controllers: &[Start]) -> Cluster {
-    let store = Store::memory();
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut d = Namespace::default();
-    d.metadata.name = Some("default".into());
-    ns.create(&PostParams::default(), &d).await.unwrap();
-    let cancel = CancellationToken::new();
+    let c = Cluster::new().await;
     // One set of informers for the cluster, shared by its controllers as in the server.
-    let informers = Informers::new(client.clone(), cancel.clone());
-    for c in controllers {
-        tokio::spawn(c(informers.clone(), cancel.clone()));
+    for start in controllers {
+        tokio::spawn(start(c.informers.clone(), c.cancel.clone()));
     }
-    Cluster { client, cancel }
+    c
 }
 
 fn rs_ctrl(i: Informers, t: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(k1s::controllers::replicaset::run(i, t))
-}
-
-/// Poll `f` until it returns Some, or panic after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn replicaset(name: &str, replicas: i32) -> ReplicaSet {

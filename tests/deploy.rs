@@ -9,14 +9,10 @@ mod common;
 
 use common::TestServer;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    common::wait_for_every(what, secs, Duration::from_millis(50), f)
 }
 
 fn manifests(s: &TestServer) -> PathBuf {

@@ -5,11 +5,10 @@
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::dns::{handler::query, DnsConfig};
-use k1s::registry::{Catalog, Registry};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
@@ -113,16 +112,12 @@ async fn fake_upstream() -> Arc<Upstream> {
 }
 
 async fn start(configure: impl FnOnce(&mut DnsConfig)) -> Dns {
-    let store = Store::memory();
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    for name in ["default", "kube-system"] {
-        let mut n = Namespace::default();
-        n.metadata.name = Some(name.into());
-        ns.create(&PostParams::default(), &n).await.unwrap();
-    }
+    let client = InProcessApi::builder(Store::memory())
+        .namespaces(&["default", "kube-system"])
+        .build()
+        .await
+        .unwrap()
+        .client;
     let upstream = fake_upstream().await;
     let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = udp.local_addr().unwrap();

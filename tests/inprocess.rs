@@ -2,24 +2,15 @@
 //! reflector against it, and the 410 paths after compaction.
 
 use futures::StreamExt;
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
-use std::sync::Arc;
 
 async fn setup() -> (Store, kube::Client) {
-    let store = Store::memory();
-    let registry = Registry::new(store.clone(), Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut d = Namespace::default();
-    d.metadata.name = Some("default".into());
-    ns.create(&PostParams::default(), &d).await.unwrap();
-    (store, client)
+    let api = InProcessApi::memory().await.unwrap();
+    (api.store, api.client)
 }
 
 fn cm(name: &str) -> ConfigMap {

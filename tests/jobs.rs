@@ -3,6 +3,7 @@
 //! codes) through pods/status, as a kubelet would. The CronJob controller runs on a manual
 //! clock, so schedules hours apart are tested in milliseconds.
 
+mod common;
 #[path = "jobs_support/cronjobs.rs"]
 mod cronjobs;
 mod jobs_support;

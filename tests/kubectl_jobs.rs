@@ -3,16 +3,7 @@
 //! Succeeded through `kubectl patch --subresource=status`.
 
 mod common;
-use common::TestServer;
-use std::time::{Duration, Instant};
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{wait_for, TestServer};
 
 /// Mark every pending or running pod of `job` Succeeded; returns how many.
 fn succeed_pods(s: &TestServer, job: &str) -> usize {

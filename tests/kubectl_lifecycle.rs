@@ -5,48 +5,8 @@
 //! Running and Ready, and finishes pods being deleted.
 
 mod common;
-use common::TestServer;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use common::{wait_for, Background, TestServer};
 use std::time::{Duration, Instant};
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn kubectl_at(kubeconfig: &PathBuf, home: &PathBuf, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", home)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        let _ = child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes());
-    }
-    child
-        .wait_with_output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
 
 fn lease(node: &str) -> String {
     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ");
@@ -79,75 +39,37 @@ fn register_node(s: &TestServer, name: &str) {
 }
 
 /// Plays the kubelet of `nodes` until dropped.
-struct FakeKubelet {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeKubelet {
-    fn start(s: &TestServer, nodes: &[&str]) -> FakeKubelet {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (kubeconfig, home): (PathBuf, PathBuf) = (s.kubeconfig.clone(), s.data_dir().into());
-        let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let k =
-                |args: &[&str], stdin: Option<&str>| kubectl_at(&kubeconfig, &home, args, stdin);
-            let ready =
-                r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
-            let mut renewed = Instant::now() - Duration::from_secs(60);
-            while !flag.load(Ordering::Relaxed) {
-                if renewed.elapsed() > Duration::from_secs(5) {
-                    for n in &nodes {
-                        k(&["apply", "-f", "-"], Some(&lease(n)));
-                    }
-                    renewed = Instant::now();
-                }
-                let tmpl = r#"{range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName} {.metadata.deletionTimestamp}{"\n"}{end}"#;
-                let pods = k(&["get", "pods", "-o", &format!("jsonpath={tmpl}")], None);
-                for line in pods.lines() {
-                    let f: Vec<&str> = line.split_whitespace().collect();
-                    match f.as_slice() {
-                        [name, _, node, _deleting] if nodes.iter().any(|n| n == node) => {
-                            k(
-                                &["delete", "pod", name, "--grace-period=0", "--force"],
-                                None,
-                            );
-                        }
-                        [name, "Pending", node] if nodes.iter().any(|n| n == node) => {
-                            k(
-                                &[
-                                    "patch",
-                                    "pod",
-                                    name,
-                                    "--subresource=status",
-                                    "--type=merge",
-                                    "-p",
-                                    ready,
-                                ],
-                                None,
-                            );
-                        }
-                        _ => {}
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
+fn fake_kubelet(s: &TestServer, nodes: &[&str]) -> Background {
+    let k = s.kubectl_for_thread();
+    let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    let ready = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let tmpl = r#"{range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName} {.metadata.deletionTimestamp}{"\n"}{end}"#;
+    let mut renewed = Instant::now() - Duration::from_secs(60);
+    Background::every(Duration::from_millis(200), move || {
+        if renewed.elapsed() > Duration::from_secs(5) {
+            for n in &nodes {
+                k.out(&["apply", "-f", "-"], Some(&lease(n)));
             }
-        });
-        FakeKubelet {
-            stop,
-            thread: Some(thread),
+            renewed = Instant::now();
         }
-    }
-}
-
-impl Drop for FakeKubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let pods = k.out(&["get", "pods", "-o", &format!("jsonpath={tmpl}")], None);
+        for line in pods.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                [name, _, node, _deleting] if nodes.iter().any(|n| n == node) => {
+                    k.out(
+                        &["delete", "pod", name, "--grace-period=0", "--force"],
+                        None,
+                    );
+                }
+                [name, "Pending", node] if nodes.iter().any(|n| n == node) => {
+                    let patch = ["patch", "pod", name, "--subresource=status", "--type=merge"];
+                    k.out(&[&patch[..], &["-p", ready]].concat(), None);
+                }
+                _ => {}
+            }
         }
-    }
+    })
 }
 
 const DEPLOY: &str = r#"
@@ -174,7 +96,7 @@ spec:
 fn kubectl_drain_waits_for_the_disruption_budget() {
     let s = TestServer::start();
     register_node(&s, "worker-a");
-    let _kubelet = FakeKubelet::start(&s, &["worker-a", "worker-b"]);
+    let _kubelet = fake_kubelet(&s, &["worker-a", "worker-b"]);
     s.k_in(&["apply", "-f", "-"], DEPLOY);
     wait_for("both pods ready on worker-a", 60, || {
         let out = s.k(&[

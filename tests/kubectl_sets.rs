@@ -5,11 +5,7 @@
 //! finishes the graceful deletion of pods being deleted.
 
 mod common;
-use common::TestServer;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use common::{Background, TestServer};
 use std::time::Duration;
 
 const NODES: &str = r#"
@@ -63,75 +59,27 @@ spec:
 "#;
 
 /// Marks bound pods Ready and completes deletions, until dropped.
-struct FakeKubelet {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeKubelet {
-    fn start(s: &TestServer) -> FakeKubelet {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (kubeconfig, home): (PathBuf, PathBuf) = (s.kubeconfig.clone(), s.data_dir().into());
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let kubectl = |args: &[&str]| {
-                Command::new("kubectl")
-                    .args(args)
-                    .env("KUBECONFIG", &kubeconfig)
-                    .env("HOME", &home)
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default()
-            };
-            let ready =
-                r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
-            let tmpl = r#"{range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName} {.metadata.deletionTimestamp}{"\n"}{end}"#;
-            while !flag.load(Ordering::Relaxed) {
-                let pods = kubectl(&["get", "pods", "-o", &format!("jsonpath={tmpl}")]);
-                for line in pods.lines() {
-                    let f: Vec<&str> = line.split_whitespace().collect();
-                    match f.as_slice() {
-                        [name, _, _, _deleting] => {
-                            kubectl(&[
-                                "delete",
-                                "pod",
-                                name,
-                                "--grace-period=0",
-                                "--force",
-                                "--wait=false",
-                            ]);
-                        }
-                        [name, "Pending", _node] => {
-                            kubectl(&[
-                                "patch",
-                                "pod",
-                                name,
-                                "--subresource=status",
-                                "--type=merge",
-                                "-p",
-                                ready,
-                            ]);
-                        }
-                        _ => {}
-                    }
+fn fake_kubelet(s: &TestServer) -> Background {
+    let k = s.kubectl_for_thread();
+    let ready = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let tmpl = r#"{range .items[*]}{.metadata.name} {.status.phase} {.spec.nodeName} {.metadata.deletionTimestamp}{"\n"}{end}"#;
+    Background::every(Duration::from_millis(100), move || {
+        let pods = k.out(&["get", "pods", "-o", &format!("jsonpath={tmpl}")], None);
+        for line in pods.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                [name, _, _, _deleting] => {
+                    let delete = ["delete", "pod", name, "--grace-period=0", "--force"];
+                    k.out(&[&delete[..], &["--wait=false"]].concat(), None);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                [name, "Pending", _node] => {
+                    let patch = ["patch", "pod", name, "--subresource=status", "--type=merge"];
+                    k.out(&[&patch[..], &["-p", ready]].concat(), None);
+                }
+                _ => {}
             }
-        });
-        FakeKubelet {
-            stop,
-            thread: Some(thread),
         }
-    }
-}
-
-impl Drop for FakeKubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 fn revisions(history: &str) -> Vec<String> {
@@ -166,7 +114,7 @@ fn statefulset_and_daemonset_with_kubectl() {
             NODE_STATUS,
         ]);
     }
-    let _kubelet = FakeKubelet::start(&s);
+    let _kubelet = fake_kubelet(&s);
     s.k_in(&["apply", "-f", "-"], SETS);
     rolled_out(&s, "statefulset/web");
     rolled_out(&s, "daemonset/agent");

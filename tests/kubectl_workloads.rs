@@ -4,12 +4,8 @@
 //! through `kubectl patch --subresource=status`.
 
 mod common;
-use common::TestServer;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use common::{wait_for, Background, TestServer};
+use std::time::Duration;
 
 const DEPLOY: &str = r#"
 apiVersion: apps/v1
@@ -30,76 +26,26 @@ spec:
 "#;
 
 /// Marks every pod Ready until dropped.
-struct FakeKubelet {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeKubelet {
-    fn start(s: &TestServer) -> FakeKubelet {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (kubeconfig, home): (PathBuf, PathBuf) = (s.kubeconfig.clone(), s.data_dir().into());
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let kubectl = |args: &[&str]| {
-                Command::new("kubectl")
-                    .args(args)
-                    .env("KUBECONFIG", &kubeconfig)
-                    .env("HOME", &home)
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default()
-            };
-            let ready =
-                r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
-            while !flag.load(Ordering::Relaxed) {
-                let tmpl = r#"{range .items[*]}{.metadata.name} {.status.phase}{"\n"}{end}"#;
-                let pods = kubectl(&["get", "pods", "-o", &format!("jsonpath={tmpl}")]);
-                for line in pods.lines() {
-                    let mut parts = line.split_whitespace();
-                    if let (Some(name), Some("Pending")) = (parts.next(), parts.next()) {
-                        kubectl(&[
-                            "patch",
-                            "pod",
-                            name,
-                            "--subresource=status",
-                            "--type=merge",
-                            "-p",
-                            ready,
-                        ]);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
+fn fake_kubelet(s: &TestServer) -> Background {
+    let k = s.kubectl_for_thread();
+    let ready = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let tmpl = r#"{range .items[*]}{.metadata.name} {.status.phase}{"\n"}{end}"#;
+    Background::every(Duration::from_millis(100), move || {
+        let pods = k.out(&["get", "pods", "-o", &format!("jsonpath={tmpl}")], None);
+        for line in pods.lines() {
+            let mut parts = line.split_whitespace();
+            if let (Some(name), Some("Pending")) = (parts.next(), parts.next()) {
+                let patch = ["patch", "pod", name, "--subresource=status", "--type=merge"];
+                k.out(&[&patch[..], &["-p", ready]].concat(), None);
             }
-        });
-        FakeKubelet {
-            stop,
-            thread: Some(thread),
         }
-    }
-}
-
-impl Drop for FakeKubelet {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 #[test]
 fn rollout_status_history_undo_and_describe() {
     let s = TestServer::start();
-    let _kubelet = FakeKubelet::start(&s);
+    let _kubelet = fake_kubelet(&s);
     s.k_in(&["apply", "-f", "-"], DEPLOY);
     let out = s.k(&["rollout", "status", "deploy/web", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");

@@ -3,55 +3,38 @@
 //! kubelet runs here: tests create Nodes and Leases themselves and mark pods through
 //! pods/status; time-driven controllers get a fake clock that tests move forward.
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
+mod common;
+
+use common::eventually;
 use k1s::controllers::clock::{Clock, FakeClock};
-use k1s::controllers::informers::Informers;
 use k1s::controllers::{disruption, localpath, nodelifecycle, podgc, pvbinder};
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
+/// The in-process cluster, and the clock the node lifecycle and pod GC controllers read.
 struct Cluster {
-    client: Client,
-    informers: Informers,
-    cancel: CancellationToken,
+    base: common::inprocess::Cluster,
     clock: Arc<FakeClock>,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+impl std::ops::Deref for Cluster {
+    type Target = common::inprocess::Cluster;
+
+    fn deref(&self) -> &Self::Target {
+        &self.base
     }
 }
 
 async fn cluster() -> Cluster {
-    let store = Store::memory();
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    for name in ["default", "kube-node-lease"] {
-        let mut d = Namespace::default();
-        d.metadata.name = Some(name.into());
-        ns.create(&PostParams::default(), &d).await.unwrap();
-    }
-    let cancel = CancellationToken::new();
     Cluster {
-        informers: Informers::new(client.clone(), cancel.clone()),
-        client,
-        cancel,
+        base: common::inprocess::Cluster::with_namespaces(&["default", "kube-node-lease"]).await,
         clock: Arc::new(FakeClock::default()),
     }
 }
@@ -95,22 +78,6 @@ impl Cluster {
 
     fn nodes(&self) -> Api<Node> {
         Api::all(self.client.clone())
-    }
-}
-
-/// Poll `f` until it returns Some, or panic after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -2,50 +2,23 @@
 //! Ready), pods created through the API, and what the scheduler writes back (bindings,
 //! events, the PodScheduled condition, preemption).
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
-use k8s_openapi::api::core::v1::{
-    Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+mod common;
+
+use common::inprocess::Cluster;
+use k1s::server::inprocess::InProcessApi;
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-
-struct Cluster {
-    client: kube::Client,
-    cancel: CancellationToken,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
 
 async fn api_only() -> kube::Client {
-    let store = Store::memory();
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let d: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    ns.create(&PostParams::default(), &d).await.unwrap();
-    client
+    InProcessApi::memory().await.unwrap().client
 }
 
 fn start(client: &kube::Client) -> Cluster {
-    let cancel = CancellationToken::new();
-    tokio::spawn(k1s::scheduler::run(
-        k1s::controllers::informers::Informers::new(client.clone(), cancel.clone()),
-        cancel.clone(),
-    ));
-    Cluster {
-        client: client.clone(),
-        cancel,
-    }
+    let c = Cluster::on(client.clone());
+    tokio::spawn(k1s::scheduler::run(c.informers.clone(), c.cancel.clone()));
+    c
 }
 
 async fn cluster() -> Cluster {
@@ -117,18 +90,12 @@ fn node_name(p: &Pod) -> Option<String> {
     p.spec.as_ref()?.node_name.clone()
 }
 
+/// Poll `f` for up to 20 s.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
-    mut f: impl FnMut() -> F,
+    f: impl FnMut() -> F,
 ) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(20, what, f).await
 }
 
 async fn bound(client: &kube::Client, name: &str) -> String {

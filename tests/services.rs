@@ -6,20 +6,19 @@
 
 #[path = "services/alloc.rs"]
 mod alloc;
+mod common;
 #[path = "services/controllers.rs"]
 mod controllers;
 #[path = "services/defaults.rs"]
 mod defaults;
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry, ServiceConfig};
+pub use common::eventually;
+use k1s::registry::{Registry, ServiceConfig};
+use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use kube::Client;
-use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -61,43 +60,16 @@ pub async fn cluster_with(cfg: ServiceConfig) -> Cluster {
 
 /// A cluster on `store` with the `default` and `kube-system` namespaces (kept if present).
 pub async fn cluster_on(store: Store, cfg: ServiceConfig) -> Cluster {
-    let registry = Registry::with_services(store.clone(), Arc::new(Catalog::new()), cfg);
-    let api = ApiServer::new(
-        registry.clone(),
-        Arc::new(MastersOnly),
-        "127.0.0.1:6443".into(),
-    );
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    for name in ["default", "kube-system"] {
-        let mut d = Namespace::default();
-        d.metadata.name = Some(name.into());
-        match ns.create(&PostParams::default(), &d).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => panic!("creating namespace {name}: {e}"),
-        }
-    }
+    let api = InProcessApi::builder(store)
+        .services(cfg)
+        .namespaces(&["default", "kube-system"])
+        .build()
+        .await
+        .expect("building the in-process api");
     Cluster {
-        client,
-        registry,
-        store,
+        client: api.client,
+        registry: api.registry,
+        store: api.store,
         cancel: CancellationToken::new(),
-    }
-}
-
-/// Poll `f` until it returns Some, or panic after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

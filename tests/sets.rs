@@ -4,6 +4,7 @@
 //! does it (a strategic merge patch of the revision's data). No scheduler or kubelet runs:
 //! tests mark pods Running and Ready themselves. StatefulSets are in `statefulsets.rs`.
 
+mod common;
 mod sets_support;
 
 use k8s_openapi::api::apps::v1::DaemonSet;

@@ -4,6 +4,7 @@
 //! maxUnavailable rolling updates, OnDelete, revisions with undo as kubectl does it, and
 //! status counts. No scheduler or kubelet runs: tests mark pods Running and Ready.
 
+mod common;
 mod sets_support;
 
 use k8s_openapi::api::apps::v1::StatefulSet;

@@ -3,16 +3,13 @@
 //! subscribed to it (they should add next to nothing), the scheduler, the garbage
 //! collector. A counting global allocator gives exact bytes where RSS only gives pages.
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::controllers::informers::Informers;
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k1s::server::inprocess::InProcessApi;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -76,14 +73,7 @@ pub fn bound_pod(app: &str, i: usize) -> Pod {
 }
 
 pub async fn heap_by_holder() {
-    let registry = Registry::new(Store::memory(), Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    let client = InProcessApi::memory().await.unwrap().client;
     let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..10 {
         let n: Node =

@@ -1,22 +1,12 @@
 use super::*;
-use crate::apiserver::{auth::MastersOnly, ApiServer};
-use crate::registry::{Catalog, Registry};
-use crate::store::Store as Db;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use crate::server::inprocess::InProcessApi;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use std::time::Duration;
 
 async fn client() -> Client {
-    let registry = Registry::new(Db::memory(), Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = crate::client::in_process(api, crate::client::server_identity());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    client
+    InProcessApi::memory().await.unwrap().client
 }
 
 fn map(name: &str) -> ConfigMap {

@@ -1,8 +1,12 @@
 //! Test harness: a real `k1s server` process in its own temp data dir on its own port, with
 //! helpers to drive it with the real kubectl and curl. Everything it starts is stopped and
-//! removed on drop, even when the test fails.
+//! removed on drop, even when the test fails. `inprocess` is the cluster without a process,
+//! for controller tests; `eventually` polls either.
 #![allow(dead_code)]
 
+pub mod inprocess;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -173,34 +177,20 @@ impl TestServer {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .env("KUBECTL_EXTERNAL_DIFF", "diff -u -N")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
+        Kubectl {
+            kubeconfig: self.kubeconfig.clone(),
+            home: self.dir.path().to_path_buf(),
         }
-        let out: Output = child.wait_with_output().expect("kubectl output");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        .run(args, stdin)
+    }
+
+    /// kubectl for a background thread (a stand-in kubelet): owned, with its own HOME so its
+    /// discovery cache is not the test's.
+    pub fn kubectl_for_thread(&self) -> Kubectl {
+        Kubectl {
+            kubeconfig: self.kubeconfig.clone(),
+            home: self.data_dir().to_path_buf(),
+        }
     }
 
     /// kubectl that must succeed; returns stdout.
@@ -273,6 +263,99 @@ impl TestServer {
     }
 }
 
+/// kubectl with a kubeconfig and HOME of its own.
+#[derive(Clone)]
+pub struct Kubectl {
+    pub kubeconfig: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Kubectl {
+    /// Run kubectl with `stdin` as its input. Returns (success, stdout, stderr).
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.home)
+            .env("KUBECTL_EXTERNAL_DIFF", "diff -u -N")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        let out: Output = child.wait_with_output().expect("kubectl output");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// stdout of kubectl, whether or not it succeeded (a stand-in kubelet retries anyway).
+    pub fn out(&self, args: &[&str], stdin: Option<&str>) -> String {
+        self.run(args, stdin).1
+    }
+}
+
+/// A step run on its own thread every `period` until dropped (a stand-in kubelet).
+pub struct Background {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn every(period: Duration, mut step: impl FnMut() + Send + 'static) -> Background {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                step();
+                std::thread::sleep(period);
+            }
+        });
+        Background {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Poll `f` every `every` until it holds, or panic after `secs`.
+pub fn wait_for_every(what: &str, secs: u64, every: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(every);
+    }
+}
+
+/// Poll `f` every 100 ms until it holds, or panic after `secs`.
+pub fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    wait_for_every(what, secs, Duration::from_millis(100), f)
+}
+
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -285,5 +368,21 @@ impl Drop for TestServer {
         if std::thread::panicking() {
             eprintln!("--- k1s server log ---\n{}", self.log());
         }
+    }
+}
+
+/// Poll `f` every 20 ms until it returns Some, or panic after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

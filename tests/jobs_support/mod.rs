@@ -2,96 +2,50 @@
 //! manifests, and pod status writes that stand in for a kubelet.
 #![allow(dead_code)]
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
+pub use crate::common::eventually;
+pub use crate::common::inprocess::Cluster;
 use k1s::controllers::cronjob::clock::ManualClock;
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 pub const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 pub const INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
-pub struct Cluster {
-    pub client: Client,
-    cancel: CancellationToken,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn api() -> Client {
-    let store = Store::memory();
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut d = Namespace::default();
-    d.metadata.name = Some("default".into());
-    ns.create(&PostParams::default(), &d).await.unwrap();
-    client
-}
-
 /// The Job controller and the garbage collector (and the TTL-after-finished controller if
 /// `ttl`).
 pub async fn cluster(ttl: bool) -> Cluster {
-    let client = api().await;
-    let cancel = CancellationToken::new();
-    let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
+    let c = Cluster::new().await;
     tokio::spawn(k1s::controllers::job::run(
-        informers.clone(),
-        cancel.clone(),
+        c.informers.clone(),
+        c.cancel.clone(),
     ));
     tokio::spawn(k1s::controllers::garbagecollector::run(
-        client.clone(),
-        cancel.clone(),
+        c.client.clone(),
+        c.cancel.clone(),
     ));
     if ttl {
         tokio::spawn(k1s::controllers::ttlafterfinished::run(
-            informers,
-            cancel.clone(),
+            c.informers.clone(),
+            c.cancel.clone(),
         ));
     }
-    Cluster { client, cancel }
+    c
 }
 
 /// The CronJob controller alone (Jobs are finished by hand), on a manual clock.
 pub async fn cron_cluster(start: jiff::Timestamp) -> (Cluster, ManualClock) {
-    let client = api().await;
-    let cancel = CancellationToken::new();
+    let c = Cluster::new().await;
     let clock = ManualClock::new(start);
     tokio::spawn(k1s::controllers::cronjob::run_with_clock(
-        k1s::controllers::informers::Informers::new(client.clone(), cancel.clone()),
+        c.informers.clone(),
         Arc::new(clock.clone()),
-        cancel.clone(),
+        c.cancel.clone(),
     ));
-    (Cluster { client, cancel }, clock)
-}
-
-/// Poll `f` until it returns Some, or panic after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    (c, clock)
 }
 
 /// A Job running one busybox container named `main`, with `spec` merged in.

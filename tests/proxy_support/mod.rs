@@ -9,14 +9,11 @@ use std::future::Future;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
 use k1s::proxy::{ProxyConfig, TABLE};
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k1s::server::inprocess::InProcessApi;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -324,14 +321,7 @@ pub fn connect_outcome(ns: &str, addr: &str, timeout: Duration) -> (std::io::Err
 
 /// An in-process API server with the `default` namespace.
 pub async fn api() -> Client {
-    let registry = Registry::new(Store::memory(), Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut d = Namespace::default();
-    d.metadata.name = Some("default".into());
-    ns.create(&PostParams::default(), &d).await.unwrap();
-    client
+    InProcessApi::memory().await.unwrap().client
 }
 
 pub async fn create_service(client: &Client, spec: serde_json::Value) -> Service {

@@ -4,74 +4,35 @@
 //! poll until a condition holds. No scheduler or kubelet runs unless a test starts one.
 #![allow(dead_code)]
 
-use k1s::apiserver::{auth::MastersOnly, ApiServer};
-use k1s::registry::{Catalog, Registry};
-use k1s::store::Store;
+pub use crate::common::eventually;
+pub use crate::common::inprocess::Cluster;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The label naming the revision a pod was made from.
 pub const HASH: &str = "controller-revision-hash";
 
-pub struct Cluster {
-    pub client: Client,
-    pub cancel: CancellationToken,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
 /// A fresh API with the DaemonSet, StatefulSet and garbage collector controllers.
 pub async fn cluster() -> Cluster {
-    let store = Store::memory();
-    let registry = Registry::new(store, Arc::new(Catalog::new()));
-    let api = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let client = k1s::client::in_process(api, k1s::client::server_identity());
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut d = Namespace::default();
-    d.metadata.name = Some("default".into());
-    ns.create(&PostParams::default(), &d).await.unwrap();
-    let cancel = CancellationToken::new();
-    let informers = k1s::controllers::informers::Informers::new(client.clone(), cancel.clone());
+    let c = Cluster::new().await;
     tokio::spawn(k1s::controllers::daemonset::run(
-        informers.clone(),
-        cancel.clone(),
+        c.informers.clone(),
+        c.cancel.clone(),
     ));
     tokio::spawn(k1s::controllers::statefulset::run(
-        informers,
-        cancel.clone(),
+        c.informers.clone(),
+        c.cancel.clone(),
     ));
     tokio::spawn(k1s::controllers::garbagecollector::run(
-        client.clone(),
-        cancel.clone(),
+        c.client.clone(),
+        c.cancel.clone(),
     ));
-    Cluster { client, cancel }
-}
-
-/// Poll `f` until it returns Some, or panic after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c
 }
 
 /// Create a node with these labels and taints (`key=value:Effect` or `key:Effect`).

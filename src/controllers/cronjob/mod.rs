@@ -10,12 +10,12 @@
 //! Job controller and the garbage collector own those).
 
 pub mod clock;
-pub mod schedule;
 pub mod times;
 
 use super::common::{self, Recorder};
 use super::informers::Informers;
 use super::job::finished;
+use crate::cron::Schedule;
 use clock::{Clock, SystemClock};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
@@ -28,7 +28,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use schedule::Schedule;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! than 100 is reported and only the latest is run). Pure functions of the CronJob's times,
 //! the schedule and now; no I/O.
 
-use super::schedule::Schedule;
+use crate::cron::Schedule;
 use jiff::{SignedDuration, Timestamp, Zoned};
 
 /// How many start times were missed since the last one.

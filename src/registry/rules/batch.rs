@@ -4,11 +4,11 @@ use serde_json::{Map, Value};
 
 use super::core_pod;
 use super::core_storage::nonneg_fields;
-use super::cron;
 use super::json::{self, child, Errs};
 use super::meta;
 use super::names::NameRule;
 use super::render;
+use crate::cron::Schedule;
 
 pub fn validate_batch(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Errs) -> bool {
     let empty = Value::Object(Map::new());
@@ -178,8 +178,8 @@ fn validate_cronjob_spec(spec: &Value, old: Option<&Value>, errs: &mut Errs) {
     if schedule.is_empty() {
         errs.push(json::required("spec.schedule", ""));
     } else {
-        if let Err(e) = cron::parse_standard(schedule) {
-            errs.push(json::invalid_str("spec.schedule", schedule, &e));
+        if let Err(e) = Schedule::parse(schedule) {
+            errs.push(json::invalid_str("spec.schedule", schedule, &e.to_string()));
         }
         let allow_tz = old.is_some_and(|o| json::s(o, "schedule").contains("TZ"));
         if allow_tz && schedule.contains("TZ") && tz.is_some() {

@@ -22,7 +22,6 @@ mod core_service;
 mod core_storage;
 mod core_volume;
 mod crd;
-mod cron;
 mod defaults_apps;
 mod defaults_core;
 mod defaults_misc;

@@ -1,6 +1,5 @@
-//! Name syntax, quantity parsing, cron parsing and error rendering.
+//! Name syntax, quantity parsing and error rendering (cron parsing is tested in `crate::cron`).
 
-use super::cron::parse_standard;
 use super::*;
 
 #[test]
@@ -98,41 +97,6 @@ fn quantities_parse_and_compare() {
         );
     }
     assert!(q("123456789012345678901234567890123456789012345Ei") > q("1"));
-}
-
-#[test]
-fn cron_schedules() {
-    for ok in [
-        "*/5 * * * *",
-        "0 0 * * 0",
-        "@hourly",
-        "@every 1h30m",
-        "0 9-17 * jan-mar mon-fri",
-        "TZ=UTC 0 * * * *",
-    ] {
-        assert_eq!(parse_standard(ok), Ok(()), "{ok}");
-    }
-    assert_eq!(
-        parse_standard("* * * *").unwrap_err(),
-        "expected exactly 5 fields, found 4: [* * * *]"
-    );
-    assert_eq!(
-        parse_standard("60 * * * *").unwrap_err(),
-        "end of range (60) above maximum (59): 60"
-    );
-    assert_eq!(
-        parse_standard("@foo").unwrap_err(),
-        "unrecognized descriptor: @foo"
-    );
-    assert_eq!(
-        parse_standard("x * * * *").unwrap_err(),
-        "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
-    );
-    assert_eq!(
-        parse_standard("* * 0 * *").unwrap_err(),
-        "beginning of range (0) below minimum (1): 0"
-    );
-    assert!(parse_standard("@every bogus").is_err());
 }
 
 #[test]

@@ -1,4 +1,8 @@
+//! The union of the schedule tests of CronJob validation (errors in robfig's words) and of the
+//! CronJob controller (next run times, macros, zones, daylight saving).
+
 use super::*;
+use jiff::Zoned;
 
 fn at(s: &str, tz: &str) -> Zoned {
     let civil: jiff::civil::DateTime = s.parse().unwrap();
@@ -144,4 +148,86 @@ fn daylight_saving_in_a_zone() {
     assert_eq!(second.strftime("%H:%M%:z").to_string(), "01:30-05:00");
     let third = s.next(&second).unwrap();
     assert_eq!(third.strftime("%m-%d %H:%M").to_string(), "11-02 01:30");
+}
+
+fn err(spec: &str) -> String {
+    Schedule::parse(spec).unwrap_err().to_string()
+}
+
+#[test]
+fn cron_schedules() {
+    for ok in [
+        "*/5 * * * *",
+        "0 0 * * 0",
+        "@hourly",
+        "@every 1h30m",
+        "0 9-17 * jan-mar mon-fri",
+        "TZ=UTC 0 * * * *",
+    ] {
+        assert!(Schedule::parse(ok).is_ok(), "{ok}");
+    }
+    assert_eq!(
+        err("* * * *"),
+        "expected exactly 5 fields, found 4: [* * * *]"
+    );
+    assert_eq!(
+        err("60 * * * *"),
+        "end of range (60) above maximum (59): 60"
+    );
+    assert_eq!(err("@foo"), "unrecognized descriptor: @foo");
+    assert_eq!(
+        err("x * * * *"),
+        "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
+    );
+    assert_eq!(
+        err("* * 0 * *"),
+        "beginning of range (0) below minimum (1): 0"
+    );
+    assert!(Schedule::parse("@every bogus").is_err());
+}
+
+#[test]
+fn errors_in_robfigs_words() {
+    assert_eq!(err(""), "empty spec string");
+    assert_eq!(err("   "), "expected exactly 5 fields, found 0: []");
+    assert_eq!(
+        err("5-1 * * * *"),
+        "beginning of range (5) beyond end of range (1): 5-1"
+    );
+    assert_eq!(err("1-2-3 * * * *"), "too many hyphens: 1-2-3");
+    assert_eq!(err("*/2/3 * * * *"), "too many slashes: */2/3");
+    assert_eq!(
+        err("*/0 * * * *"),
+        "step of range should be a positive number: */0"
+    );
+    assert_eq!(
+        err("99999999999 * * * *"),
+        "failed to parse int from 99999999999: strconv.Atoi: parsing \"99999999999\": value out of range"
+    );
+    assert_eq!(
+        err("@every 5 minutes"),
+        "failed to parse duration @every 5 minutes: time: invalid duration \"5 minutes\""
+    );
+    assert_eq!(
+        err("TZ=UTC"),
+        "provided bad location TZ=UTC: unknown time zone"
+    );
+    assert_eq!(
+        err("TZ=Nowhere/Land * * * * *"),
+        "provided bad location Nowhere/Land: unknown time zone Nowhere/Land"
+    );
+}
+
+#[test]
+fn go_durations() {
+    for ok in ["1h30m", "90s", "1.5h", ".5h", "5.h", "300ms", "0", "-1m"] {
+        assert!(fields::go_duration(ok).is_some(), "{ok}");
+    }
+    for bad in ["", ".", ".h", "1.5.5h", "5", "h", "1x"] {
+        assert!(fields::go_duration(bad).is_none(), "{bad}");
+    }
+    assert_eq!(
+        fields::go_duration("1h30m"),
+        Some(SignedDuration::from_secs(5400))
+    );
 }
