@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use k1s::server::inprocess::InProcessApi;
 use k1s::store::Store;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 
@@ -137,9 +137,8 @@ async fn field_manager_from_the_component_agent() {
     };
     assert_eq!(managers(&made), ["k1s"], "{made:?}");
 
-    let registry = Registry::new(Store::memory(), Arc::new(Catalog::new()));
-    let server = ApiServer::new(registry, Arc::new(MastersOnly), "127.0.0.1:6443".into());
-    let service = k1s::client::in_process_service(server, k1s::client::server_identity());
+    let cluster = InProcessApi::memory().await.unwrap();
+    let service = k1s::client::in_process_service(cluster.api, k1s::client::server_identity());
     let kubelet = kube::Client::new(service.with_agent("kubelet"), "default");
     let ns: Api<Namespace> = Api::all(kubelet.clone());
     let made = ns
