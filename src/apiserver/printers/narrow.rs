@@ -10,9 +10,10 @@
 //! cells cannot differ from a full parse as long as the paths cover what the printer reads
 //! (the printer tests check every fixture both ways).
 //!
-//! This module never decides what a cell says (the printers do) and never writes rows whose
-//! bytes could differ from the generic path's: an object it cannot read narrowly (not a
-//! JSON object, or not valid JSON) is left to the caller's full parse.
+//! This module never decides what a cell says (the printers do) and must never change a
+//! field it keeps: a kept value is exactly what `Value`'s own parse gives, in stored order.
+//! Bytes it cannot read narrowly (not a JSON object, or not valid JSON) are an error, and
+//! the caller parses them in full.
 
 use std::borrow::Cow;
 use std::fmt;
