@@ -2,7 +2,8 @@
 //! real HTTPS API of a `k1s server` process with durable writes, side by side with the same
 //! write workload against Debian's etcd on loopback; then restart-to-ready time and idle RSS.
 //!
-//! Run: `cargo bench --bench api` (prints a table). Set K1S_BENCH_QUICK=1 for a short run.
+//! Run: `cargo bench --bench api` (prints a table). Set K1S_BENCH_QUICK=1 for a short run,
+//! K1S_BENCH_ONLY=list for only the list and Table rows (the pods are created unpaced).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -210,8 +211,17 @@ fn curl_list(tls: &std::path::Path, url: &str, proto: &str, accept: &str, min: u
     Duration::from_secs_f64((secs(f[1]) - secs(f[0])).max(0.0))
 }
 
+fn print_rows(rows: &[Stats]) {
+    println!("\n| operation                                    | samples |  p50 (ms) |  p99 (ms) |    ops/s   |");
+    println!("|----------------------------------------------|---------|-----------|-----------|------------|");
+    for r in rows {
+        println!("{}", r.row());
+    }
+}
+
 fn main() {
     let quick = std::env::var("K1S_BENCH_QUICK").is_ok();
+    let only_list = std::env::var("K1S_BENCH_ONLY").as_deref() == Ok("list");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,19 +229,25 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let n_list = if quick { 2_000 } else { 10_000 };
-        let paced = if quick { 400 } else { 2_000 };
+        let paced = match (only_list, quick) {
+            (true, _) => 0,
+            (false, true) => 400,
+            (false, false) => 2_000,
+        };
         let mut s = TestServer::start();
         let client = s.client().await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         let mut rows = vec![];
 
-        let p = pods.clone();
-        rows.push(run("create pod, 200/s paced, 8 clients", 8, paced, Some(200.0), move |i| {
-            let p = p.clone();
-            async move {
-                p.create(&PostParams::default(), &pod(&format!("paced-{i}"))).await.expect("create");
-            }
-        }).await);
+        if !only_list {
+            let p = pods.clone();
+            rows.push(run("create pod, 200/s paced, 8 clients", 8, paced, Some(200.0), move |i| {
+                let p = p.clone();
+                async move {
+                    p.create(&PostParams::default(), &pod(&format!("paced-{i}"))).await.expect("create");
+                }
+            }).await);
+        }
         let p = pods.clone();
         rows.push(run("create pod, unpaced, 16 clients", 16, n_list - paced, None, move |i| {
             let p = p.clone();
@@ -239,13 +255,15 @@ fn main() {
                 p.create(&PostParams::default(), &pod(&format!("bulk-{i}"))).await.expect("create");
             }
         }).await);
-        let p = pods.clone();
-        rows.push(run("get pod, 16 clients", 16, 4_000, None, move |i| {
-            let p = p.clone();
-            async move {
-                p.get(&format!("paced-{}", i % paced)).await.expect("get");
-            }
-        }).await);
+        if !only_list {
+            let p = pods.clone();
+            rows.push(run("get pod, 16 clients", 16, 4_000, None, move |i| {
+                let p = p.clone();
+                async move {
+                    p.get(&format!("paced-{}", i % paced)).await.expect("get");
+                }
+            }).await);
+        }
         // the whole response body read, not parsed, so the figure is the server's
         for (label, accept) in [("JSON", "application/json"), ("Table", "application/json;as=Table;v=v1;g=meta.k8s.io")] {
             let c = client.clone();
@@ -274,6 +292,11 @@ fn main() {
                 let samples = (0..10).map(|_| curl_list(&tls, &url, proto, accept, n_list * 100)).collect();
                 Stats { name, samples, wall: start.elapsed() }
             }).await.expect("curl lists"));
+        }
+
+        if only_list {
+            print_rows(&rows);
+            return;
         }
 
         // watch delivery: time from a create being acknowledged... measured as create-sent to event-received
@@ -341,11 +364,7 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss_empty = empty.child.as_ref().map(|c| common::rss_kib(c.id())).unwrap_or(0);
 
-        println!("\n| operation                                    | samples |  p50 (ms) |  p99 (ms) |    ops/s   |");
-        println!("|----------------------------------------------|---------|-----------|-----------|------------|");
-        for r in &rows {
-            println!("{}", r.row());
-        }
+        print_rows(&rows);
         if etcd.is_none() {
             println!("(etcd not installed: no side-by-side; scripts/setup.sh installs etcd-server)");
         }

@@ -7,6 +7,7 @@ use super::format::{
     age, age_col, arr, col, controller_ref, format_label_selector, format_labels, get, get_i64,
     get_str, int, layout_containers, name, name_col, selector_string, CONTAINERS_DESC, IMAGES_DESC,
 };
+use super::narrow::Reads;
 use super::{CellsFn, Column, ColumnsFn, Printer};
 
 pub(super) fn printer(resource: &str) -> Option<Printer> {
@@ -29,6 +30,19 @@ fn template_containers(obj: &Value) -> (Value, Value) {
 fn desired(obj: &Value) -> i64 {
     get_i64(obj, &["spec", "replicas"]).unwrap_or(1)
 }
+
+/// What [`deployment_cells`] reads of a deployment.
+pub(super) const DEPLOYMENT_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "spec.replicas",
+    "spec.selector",
+    "spec.template.spec.containers.name",
+    "spec.template.spec.containers.image",
+    "status.readyReplicas",
+    "status.updatedReplicas",
+    "status.availableReplicas",
+];
 
 fn deployment_columns() -> Vec<Column> {
     vec![
@@ -62,6 +76,18 @@ fn deployment_cells(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
         json!(selector),
     ]
 }
+
+/// What [`replicaset_cells`] reads of a replica set.
+pub(super) const REPLICASET_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "spec.replicas",
+    "spec.selector",
+    "spec.template.spec.containers.name",
+    "spec.template.spec.containers.image",
+    "status.replicas",
+    "status.readyReplicas",
+];
 
 fn replicaset_columns() -> Vec<Column> {
     vec![

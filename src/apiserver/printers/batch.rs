@@ -7,6 +7,7 @@ use super::format::{
     get_str, human_nanos, int, layout_containers, name, name_col, opt_str, parse_time, since_at,
     CONTAINERS_DESC, IMAGES_DESC,
 };
+use super::narrow::Reads;
 use super::{CellsFn, Column, ColumnsFn, Printer};
 
 pub(super) fn printer(resource: &str) -> Option<Printer> {
@@ -17,6 +18,23 @@ pub(super) fn printer(resource: &str) -> Option<Printer> {
     };
     Some(Printer { columns, cells })
 }
+
+/// What [`job_cells`] reads of a job.
+pub(super) const JOB_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec.completions",
+    "spec.parallelism",
+    "spec.selector",
+    "spec.template.spec.containers.name",
+    "spec.template.spec.containers.image",
+    "status.conditions.type",
+    "status.conditions.status",
+    "status.succeeded",
+    "status.startTime",
+    "status.completionTime",
+];
 
 fn job_columns() -> Vec<Column> {
     vec![

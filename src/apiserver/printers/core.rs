@@ -8,6 +8,7 @@ use super::format::{
     age, age_col, arr, col, format_labels, get, get_i64, get_str, int, join_host_port,
     layout_containers, len_at, name, name_col, opt_str, or, quantity, CONTAINERS_DESC, IMAGES_DESC,
 };
+use super::narrow::Reads;
 use super::{events, CellsFn, Column, ColumnsFn, Printer};
 
 pub(super) fn printer(resource: &str) -> Option<Printer> {
@@ -30,6 +31,23 @@ pub(super) fn printer(resource: &str) -> Option<Printer> {
 }
 
 // ---- services ----
+
+/// What [`service_cells`] reads of a service.
+pub(super) const SERVICE_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "spec.type",
+    "spec.clusterIP",
+    "spec.clusterIPs",
+    "spec.externalIPs",
+    "spec.externalName",
+    "spec.ports.port",
+    "spec.ports.protocol",
+    "spec.ports.nodePort",
+    "spec.selector",
+    "status.loadBalancer.ingress.ip",
+    "status.loadBalancer.ingress.hostname",
+];
 
 fn service_columns() -> Vec<Column> {
     vec![
@@ -184,6 +202,22 @@ fn endpoints_cells(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
 
 // ---- nodes ----
 
+/// What [`node_cells`] reads of a node (not its long lists of images and volumes).
+pub(super) const NODE_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "metadata.labels",
+    "spec.unschedulable",
+    "status.conditions.type",
+    "status.conditions.status",
+    "status.addresses.type",
+    "status.addresses.address",
+    "status.nodeInfo.kubeletVersion",
+    "status.nodeInfo.osImage",
+    "status.nodeInfo.kernelVersion",
+    "status.nodeInfo.containerRuntimeVersion",
+];
+
 fn node_columns() -> Vec<Column> {
     vec![
         name_col(),
@@ -272,6 +306,14 @@ fn namespace_cells(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
     ]
 }
 
+/// What [`configmap_cells`] reads of a config map.
+pub(super) const CONFIGMAP_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "data",
+    "binaryData",
+];
+
 fn configmap_columns() -> Vec<Column> {
     vec![
         name_col(),
@@ -284,6 +326,14 @@ fn configmap_cells(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let n = len_at(obj, &["data"]) + len_at(obj, &["binaryData"]);
     vec![name(obj), json!(n), age(obj, now)]
 }
+
+/// What [`secret_cells`] reads of a secret.
+pub(super) const SECRET_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "type",
+    "data",
+];
 
 fn secret_columns() -> Vec<Column> {
     vec![

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::format::{col, get, get_str, int, name, parse_time, since_at, NAME_DESC};
+use super::narrow::Reads;
 use super::Column;
 
 pub(super) fn event_columns() -> Vec<Column> {
@@ -23,6 +24,36 @@ pub(super) fn event_columns() -> Vec<Column> {
         },
     ]
 }
+
+/// What the event printer reads of an event in either API version (the fields of
+/// [`CORE_EVENT`] and [`EVENTS_V1_EVENT`]).
+pub(super) const EVENT_READS: Reads = &[
+    "metadata.name",
+    "type",
+    "reason",
+    "eventTime",
+    "series",
+    "reportingController",
+    "reportingInstance",
+    "involvedObject.kind",
+    "involvedObject.name",
+    "involvedObject.fieldPath",
+    "message",
+    "firstTimestamp",
+    "lastTimestamp",
+    "count",
+    "source.component",
+    "source.host",
+    "regarding.kind",
+    "regarding.name",
+    "regarding.fieldPath",
+    "note",
+    "deprecatedFirstTimestamp",
+    "deprecatedLastTimestamp",
+    "deprecatedCount",
+    "deprecatedSource.component",
+    "deprecatedSource.host",
+];
 
 /// Field names of an event in either API version.
 struct EventFields {

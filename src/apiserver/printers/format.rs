@@ -38,6 +38,10 @@ pub(super) fn age_col() -> Column {
     col("Age", "string", 0, CREATION_DESC)
 }
 
+/// What [`default_cells`] reads of an object.
+pub(super) const DEFAULT_READS: super::narrow::Reads =
+    &["metadata.name", "metadata.creationTimestamp"];
+
 /// Upstream's default table convertor columns.
 pub(super) fn default_columns() -> Vec<Column> {
     vec![name_col(), col("Created At", "date", 0, CREATION_DESC)]

@@ -8,7 +8,8 @@
 //! document (including the `includeObject` handling of each row's object).
 //!
 //! Everything here is a pure function of its inputs: objects arrive as
-//! `serde_json::Value`, the current time is passed in, and nothing is read
+//! `serde_json::Value` (for a list, one narrowed to the fields its printer
+//! reads: see `narrow`), the current time is passed in, and nothing is read
 //! from or written to storage, the network, the clock or the filesystem.
 //! The module must never mutate the objects it prints, never fail or panic on
 //! malformed or partial objects (any field may be missing or of the wrong
@@ -27,6 +28,7 @@ mod crd;
 mod events;
 mod format;
 mod jsonpath;
+mod narrow;
 mod networking;
 mod other;
 mod pod;
@@ -102,6 +104,28 @@ fn printer(group: &str, resource: &str) -> Option<Printer> {
     }
 }
 
+/// The fields the printer of a built-in resource reads, for the kinds listed in bulk
+/// (`None`: its printer reads the whole object). Resources without a printer read
+/// only what the default columns show.
+fn reads(group: &str, resource: &str) -> Option<narrow::Reads> {
+    if printer(group, resource).is_none() {
+        return Some(format::DEFAULT_READS);
+    }
+    Some(match (group, resource) {
+        ("", "pods") => pod::POD_READS,
+        ("", "services") => core::SERVICE_READS,
+        ("", "nodes") => core::NODE_READS,
+        ("", "configmaps") => core::CONFIGMAP_READS,
+        ("", "secrets") => core::SECRET_READS,
+        ("", "events") | ("events.k8s.io", "events") => events::EVENT_READS,
+        ("apps", "deployments") => apps::DEPLOYMENT_READS,
+        ("apps", "replicasets") => apps::REPLICASET_READS,
+        ("batch", "jobs") => batch::JOB_READS,
+        ("discovery.k8s.io", "endpointslices") => networking::SLICE_READS,
+        _ => return None,
+    })
+}
+
 /// Whether a built-in resource has its own printer (as opposed to the
 /// default `Name`/`Created At` table).
 pub fn has_printer(group: &str, resource: &str) -> bool {
@@ -121,10 +145,113 @@ pub fn columns(group: &str, resource: &str) -> Vec<Column> {
 
 /// One row's cells for `obj`, matching [`columns`] for the same resource.
 pub fn cells(group: &str, resource: &str, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    match printer(group, resource) {
+    let cells = match printer(group, resource) {
         Some(p) => (p.cells)(obj, now),
         None => format::default_cells(obj),
+    };
+    // Every printer test also prints its object as a list's Table would, from the fields
+    // the printer declares it reads: a printer reading more than it declares fails there.
+    #[cfg(test)]
+    tests::narrow::assert_narrow_agrees(group, resource, obj, now, &cells);
+    cells
+}
+
+/// The printer of one built-in resource, looked up once for a whole list.
+#[derive(Clone)]
+pub struct Builtin {
+    printer: Option<Printer>,
+    mask: Option<narrow::Mask>,
+}
+
+impl Builtin {
+    /// The printer of `resource` in `group` (the default columns' when it has none).
+    pub fn new(group: &str, resource: &str) -> Builtin {
+        Builtin {
+            printer: printer(group, resource),
+            mask: reads(group, resource).map(narrow::Mask::new),
+        }
     }
+
+    /// The columns, as [`columns`] gives them.
+    pub fn columns(&self) -> Vec<Column> {
+        match self.printer {
+            Some(p) => (p.columns)(),
+            None => format::default_columns(),
+        }
+    }
+
+    /// One row's cells, as [`cells`] gives them.
+    pub fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        match self.printer {
+            Some(p) => (p.cells)(obj, now),
+            None => format::default_cells(obj),
+        }
+    }
+
+    /// Writes the row of the stored object `stored` (at revision `rev`) to `out` from the
+    /// fields its printer reads, the same bytes as serializing the [`Row`] of its full
+    /// parse. `Ok(false)` (nothing written) when this printer reads whole objects, when
+    /// the rows carry whole objects, or when the bytes are not a JSON object: the caller
+    /// then parses the object in full.
+    pub fn write_stored_row(
+        &self,
+        out: &mut Vec<u8>,
+        stored: &[u8],
+        rev: u64,
+        include: IncludeObject,
+        now: jiff::Timestamp,
+    ) -> serde_json::Result<bool> {
+        let Some(mask) = &self.mask else {
+            return Ok(false);
+        };
+        if include == IncludeObject::Object {
+            return Ok(false);
+        }
+        let Ok(obj) = narrow::read(stored, mask) else {
+            return Ok(false);
+        };
+        out.extend_from_slice(br#"{"cells":"#);
+        serde_json::to_writer(&mut *out, &self.cells(&obj.value, now))?;
+        if let Some(conditions) = row_conditions(&obj.value) {
+            out.extend_from_slice(br#","conditions":"#);
+            serde_json::to_writer(&mut *out, &conditions)?;
+        }
+        out.extend_from_slice(br#","object":"#);
+        if include == IncludeObject::None {
+            out.extend_from_slice(b"null");
+        } else {
+            out.extend_from_slice(
+                br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+            );
+            write_metadata(out, obj.metadata.map(|m| m.get()), rev);
+            out.push(b'}');
+        }
+        out.push(b'}');
+        Ok(true)
+    }
+}
+
+/// The stored text of an object's metadata as its full parse serializes it: with the
+/// `resourceVersion` the parse adds as its last field (the codec stores objects compact,
+/// as serde_json writes them, and without a resourceVersion), `{}` when there is none.
+fn write_metadata(out: &mut Vec<u8>, stored: Option<&str>, rev: u64) {
+    let Some(meta) = stored else {
+        out.extend_from_slice(b"{}");
+        return;
+    };
+    let Some(fields) = meta.strip_prefix('{').and_then(|m| m.strip_suffix('}')) else {
+        // Not an object: the parse adds no resourceVersion.
+        out.extend_from_slice(meta.as_bytes());
+        return;
+    };
+    out.push(b'{');
+    out.extend_from_slice(fields.as_bytes());
+    if !fields.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""resourceVersion":""#);
+    out.extend_from_slice(rev.to_string().as_bytes());
+    out.extend_from_slice(br#""}"#);
 }
 
 /// Builds a whole `meta.k8s.io/v1` `Table`.

@@ -7,6 +7,7 @@ use super::format::{
     age, age_col, arr, col, format_label_selector, get, get_i64, get_str, list_with_more, name,
     name_col, opt_str,
 };
+use super::narrow::Reads;
 use super::{core, CellsFn, Column, ColumnsFn, Printer};
 
 pub(super) fn printer(group: &str, resource: &str) -> Option<Printer> {
@@ -23,6 +24,16 @@ pub(super) fn printer(group: &str, resource: &str) -> Option<Printer> {
 }
 
 // ---- discovery ----
+
+/// What [`slice_cells`] reads of an endpoint slice.
+pub(super) const SLICE_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "addressType",
+    "ports.port",
+    "ports.name",
+    "endpoints.addresses",
+];
 
 fn slice_columns() -> Vec<Column> {
     vec![

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::format::{age, arr, col, get, get_bool, get_str, int, name, name_col, parse_time};
 use super::format::{age_col, deleting, human_nanos, or};
+use super::narrow::Reads;
 use super::{Column, Printer};
 
 pub(super) fn printer(resource: &str) -> Option<Printer> {
@@ -15,6 +16,43 @@ pub(super) fn printer(resource: &str) -> Option<Printer> {
         _ => None,
     }
 }
+
+/// What [`pod_cells`] reads of a pod (a list's Table parses only these).
+pub(super) const POD_READS: Reads = &[
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec.containers.name",
+    "spec.initContainers.name",
+    "spec.initContainers.restartPolicy",
+    "spec.nodeName",
+    "spec.readinessGates.conditionType",
+    "status.phase",
+    "status.reason",
+    "status.conditions.type",
+    "status.conditions.status",
+    "status.conditions.reason",
+    "status.initContainerStatuses.name",
+    "status.initContainerStatuses.restartCount",
+    "status.initContainerStatuses.lastState.terminated.finishedAt",
+    "status.initContainerStatuses.state.terminated.exitCode",
+    "status.initContainerStatuses.state.terminated.reason",
+    "status.initContainerStatuses.state.terminated.signal",
+    "status.initContainerStatuses.state.waiting.reason",
+    "status.initContainerStatuses.started",
+    "status.initContainerStatuses.ready",
+    "status.containerStatuses.restartCount",
+    "status.containerStatuses.lastState.terminated.finishedAt",
+    "status.containerStatuses.state.terminated.exitCode",
+    "status.containerStatuses.state.terminated.reason",
+    "status.containerStatuses.state.terminated.signal",
+    "status.containerStatuses.state.waiting.reason",
+    "status.containerStatuses.state.running",
+    "status.containerStatuses.ready",
+    "status.podIPs.ip",
+    "status.podIP",
+    "status.nominatedNodeName",
+];
 
 fn pod_columns() -> Vec<Column> {
     vec![

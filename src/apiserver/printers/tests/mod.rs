@@ -3,6 +3,7 @@
 mod core;
 mod crd;
 mod groups;
+pub(super) mod narrow;
 
 use std::time::Duration;
 
