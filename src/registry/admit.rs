@@ -1,7 +1,7 @@
 //! Admission of a write: type and scope checks, the namespace's existence and state, strict
 //! decoding against the kind's type (or a CRD's schema), defaulting, pruning and validation.
 
-use super::{codec, ApiError, ApiResult, Registry, ResourceInfo};
+use super::{cel, codec, ApiError, ApiResult, Registry, ResourceInfo};
 use super::{invalid_raw, ns_target, rules, schema, target, typed, FieldValidation, WriteOptions};
 use serde_json::{json, Value};
 
@@ -104,7 +104,10 @@ impl Registry {
             Some(c) => {
                 let errs = rules::validate("", "", "", &obj, old);
                 if let Some(s) = &c.schema {
-                    let se = schema::validate(s, &obj);
+                    let mut se = schema::validate(s, &obj);
+                    let (ce, ratcheted) = cel::validate_custom(&c.cel, &obj, old, &se);
+                    se.extend(ce);
+                    warnings.extend(ratcheted);
                     if !se.is_empty() {
                         let msgs: Vec<String> = errs
                             .iter()
@@ -130,10 +133,12 @@ impl Registry {
             {
                 let s = &v["schema"]["openAPIV3Schema"];
                 if !s.is_null() {
-                    se.extend(schema::check_structural(
-                        s,
-                        &format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                    ));
+                    let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+                    let structural = schema::check_structural(s, &path);
+                    if structural.is_empty() {
+                        se.extend(cel::check_crd_rules(s, &path));
+                    }
+                    se.extend(structural);
                 }
             }
             if !se.is_empty() {
@@ -142,6 +147,32 @@ impl Registry {
             }
         }
         Ok(obj)
+    }
+
+    /// Validation of a custom resource's status update: the schema and the CEL rules on the
+    /// whole object, as upstream's status strategy checks it.
+    pub(super) fn validate_custom_status(
+        res: &ResourceInfo,
+        obj: &Value,
+        old: &Value,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        let Some(c) = &res.custom else {
+            return Ok(());
+        };
+        let Some(s) = &c.schema else {
+            return Ok(());
+        };
+        let mut se = schema::validate(s, obj);
+        let (ce, ratcheted) = cel::validate_custom(&c.cel, obj, Some(old), &se);
+        se.extend(ce);
+        warnings.extend(ratcheted);
+        if se.is_empty() {
+            return Ok(());
+        }
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let msgs: Vec<String> = se.iter().map(|e| e.message.clone()).collect();
+        Err(invalid_raw(res, name, &msgs, &se))
     }
 
     pub(super) fn check_type_meta(res: &ResourceInfo, obj: &Value) -> ApiResult<()> {

@@ -6,6 +6,7 @@
 //! nothing of HTTP; the apiserver calls it and maps `ApiError` to a `Status`.
 
 mod admit;
+pub mod cel;
 pub mod codec;
 pub mod error;
 mod list;

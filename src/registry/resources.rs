@@ -45,6 +45,8 @@ pub struct CustomInfo {
     pub status_replicas_path: Option<String>,
     pub label_selector_path: Option<String>,
     pub storage_version: String,
+    /// The version's CEL validation rules, compiled once.
+    pub cel: Arc<super::cel::RuleSet>,
 }
 
 impl ResourceInfo {
@@ -363,6 +365,7 @@ pub fn custom_resources(crd: &Value) -> Vec<ResourceInfo> {
             verbs: ALL_VERBS.iter().map(|s| s.to_string()).collect(),
             subresources,
             custom: Some(Arc::new(CustomInfo {
+                cel: Arc::new(super::cel::RuleSet::new(&schema)),
                 preserve_unknown: schema["x-kubernetes-preserve-unknown-fields"].as_bool()
                     == Some(true),
                 schema: if schema.is_null() { None } else { Some(schema) },

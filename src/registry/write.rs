@@ -160,6 +160,7 @@ impl Registry {
                 if !errs.is_empty() {
                     return Err(ApiError::invalid(target(res, name), &errs));
                 }
+                Self::validate_custom_status(res, &merged, &old, &mut warnings)?;
                 merged
             }
             Some(other) => {

@@ -88,6 +88,11 @@ impl Quantity {
         self
     }
 
+    /// The exact value as `(mantissa, exponent)`: `mantissa * 10^exponent`.
+    pub fn parts(&self) -> (i128, i32) {
+        (self.mantissa, self.exp10)
+    }
+
     pub fn is_negative(&self) -> bool {
         self.mantissa < 0
     }
