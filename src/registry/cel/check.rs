@@ -77,8 +77,22 @@ impl<'s> Checker<'s> {
                     Some(t) => Some(self.check(t)?),
                     None => None,
                 };
+                let mut arg_types = Vec::with_capacity(args.len());
                 for a in args {
-                    self.check(a)?;
+                    arg_types.push(self.check(a)?);
+                }
+                if let Some(t) = &tt {
+                    if !receiver_ok(name, t) {
+                        let args: Vec<&str> = arg_types.iter().map(Ty::name).collect();
+                        return Err(CompileError::check(
+                            n.pos,
+                            format!(
+                                "found no matching overload for '{name}' applied to '{}.({})'",
+                                t.name(),
+                                args.join(", ")
+                            ),
+                        ));
+                    }
                 }
                 result_type(name, tt.as_ref())
             }
@@ -244,6 +258,36 @@ fn binary_type<'s>(pos: usize, op: BinOp, a: Ty<'s>, b: Ty<'s>) -> Result<Ty<'s>
         BinOp::Sub => a,
         _ => Ty::Bool,
     })
+}
+
+/// Whether a member function has an overload for a receiver of type `t` (dynamic receivers
+/// are checked at run time).
+fn receiver_ok(name: &str, t: &Ty<'_>) -> bool {
+    if matches!(t, Ty::Dyn) {
+        return true;
+    }
+    let ty = t.name();
+    let allowed: &[&str] = match name {
+        "contains" | "startsWith" | "endsWith" | "matches" | "charAt" | "lowerAscii"
+        | "upperAscii" | "replace" | "split" | "substring" | "trim" | "find" | "findAll" => {
+            &["string"]
+        }
+        "indexOf" | "lastIndexOf" => &["string", "list"],
+        "isSorted" | "sum" | "min" | "max" | "join" => &["list"],
+        "size" => &["string", "bytes", "list", "map"],
+        "getFullYear" | "getMonth" | "getDayOfMonth" | "getDate" | "getDayOfWeek"
+        | "getDayOfYear" => &["google.protobuf.Timestamp"],
+        "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" => {
+            &["google.protobuf.Timestamp", "google.protobuf.Duration"]
+        }
+        "getScheme" | "getHost" | "getHostname" | "getPort" | "getEscapedPath" | "getQuery" => {
+            &["kubernetes.URL"]
+        }
+        "sign" | "isGreaterThan" | "isLessThan" | "compareTo" | "add" | "sub" | "asInteger"
+        | "isInteger" | "asApproximateFloat" => &["kubernetes.Quantity"],
+        _ => return true,
+    };
+    allowed.contains(&ty)
 }
 
 /// What a call returns, where it is fixed by the function (or by its target's type).

@@ -4,7 +4,7 @@
 //! `fieldPath`; rules and message expressions that compile against the schema; `oldSelf` only
 //! where old values correlate; `optionalOldSelf` only with `oldSelf`.
 
-use super::rules::{compile, valid_field_path, CompileFail};
+use super::compile::{compile, valid_field_path, CompileFail};
 use crate::registry::schema::{flag, go_quote, items, node, properties, str_of, SchemaError};
 use serde_json::Value as Json;
 

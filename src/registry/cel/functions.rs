@@ -145,7 +145,7 @@ fn to_int(x: &Value) -> Result<Value, EvalError> {
         Value::Int(i) => *i,
         Value::Uint(u) => i64::try_from(*u).map_err(|_| range())?,
         Value::Double(d) => {
-            if d.is_nan() || *d <= -9.223372036854775808e18 || *d >= 9.223372036854775807e18 {
+            if d.is_nan() || *d <= -9.223_372_036_854_776e18 || *d >= 9.223_372_036_854_776e18 {
                 return Err(range());
             }
             d.trunc() as i64
@@ -213,9 +213,9 @@ fn to_bool(x: &Value) -> Result<Value, EvalError> {
         Value::String(s) => match &**s {
             "1" | "t" | "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
             "0" | "f" | "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
-            _ => Err(EvalError::new(format!(
-                "type conversion error from 'string' to 'bool'"
-            ))),
+            _ => Err(EvalError::new(
+                "type conversion error from 'string' to 'bool'",
+            )),
         },
         _ => Err(EvalError::no_overload()),
     }

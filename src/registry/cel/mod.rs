@@ -13,6 +13,7 @@
 
 mod ast;
 mod check;
+mod compile;
 mod crd;
 mod eval;
 mod functions;

@@ -227,6 +227,13 @@ fn crd_rules_are_checked() {
         "{}",
         e[0]
     );
+    let e = crd_errors(json!([{"rule": "self.a.startsWith('x')"}]));
+    assert!(
+        e[0].contains("found no matching overload for 'startsWith' applied to 'int.(string)'"),
+        "{}",
+        e[0]
+    );
+    assert!(crd_errors(json!([{"rule": "self.m.all(k, self.m[k].startsWith('x'))"}])).len() == 1);
     let e = crd_errors(json!([{"rule": "true", "reason": "Nope", "fieldPath": ".zz"}]));
     assert_eq!(&e[..2], [
         format!("{base}.reason: Unsupported value: \"Nope\": supported values: \"FieldValueDuplicate\", \"FieldValueForbidden\", \"FieldValueInvalid\", \"FieldValueRequired\""),

@@ -167,7 +167,7 @@ fn cmp_int_double(i: i128, d: f64) -> Option<Ordering> {
     if d >= 1.8446744073709552e19 {
         return Some(Ordering::Less);
     }
-    if d < -9.223372036854775808e18 {
+    if d < -9.223_372_036_854_776e18 {
         return Some(Ordering::Greater);
     }
     let t = d.trunc();
