@@ -12,8 +12,9 @@
 //! beyond [`MAX_DEPTH`] is reported by [`validate`] and left untouched by [`prune`] and
 //! [`apply_defaults`].
 //!
-//! Not evaluated here: CEL rules (`x-kubernetes-validations`) and ObjectMeta validation (names,
-//! labels), which belong to other layers. `pattern` is matched by a small linear-time regex engine
+//! Not evaluated here: CEL rules (`x-kubernetes-validations`, compiled and run by
+//! `registry::cel` after these checks) and ObjectMeta validation (names, labels), which belong
+//! to other layers. `pattern` is matched by a small linear-time regex engine
 //! (see `pattern.rs`); patterns using syntax it does not understand are not enforced.
 
 mod defaults;
