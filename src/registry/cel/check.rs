@@ -296,11 +296,29 @@ fn result_type<'s>(name: &str, target: Option<&Ty<'s>>) -> Ty<'s> {
         "size" | "getFullYear" | "getMonth" | "getDayOfMonth" | "getDate" | "getDayOfWeek"
         | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" | "int"
         | "sign" | "compareTo" | "asInteger" => Ty::Int,
-        "indexOf" | "lastIndexOf" => Ty::Int,
-        "contains" | "startsWith" | "endsWith" | "matches" | "isURL" | "isQuantity"
-        | "isSorted" | "isGreaterThan" | "isLessThan" | "isInteger" | "bool" | "hasValue" => {
-            Ty::Bool
-        }
+        "indexOf" | "lastIndexOf" | "family" | "prefixLength" => Ty::Int,
+        "contains"
+        | "startsWith"
+        | "endsWith"
+        | "matches"
+        | "isURL"
+        | "isQuantity"
+        | "isSorted"
+        | "isGreaterThan"
+        | "isLessThan"
+        | "isInteger"
+        | "bool"
+        | "hasValue"
+        | "isIP"
+        | "isCIDR"
+        | "ip.isCanonical"
+        | "isUnspecified"
+        | "isLoopback"
+        | "isLinkLocalMulticast"
+        | "isLinkLocalUnicast"
+        | "isGlobalUnicast"
+        | "containsIP"
+        | "containsCIDR" => Ty::Bool,
         "string" | "charAt" | "lowerAscii" | "upperAscii" | "replace" | "substring" | "trim"
         | "join" | "find" | "getScheme" | "getHost" | "getHostname" | "getPort"
         | "getEscapedPath" => Ty::String,

@@ -31,6 +31,11 @@ pub const GLOBALS: &[&str] = &[
     "isURL",
     "quantity",
     "isQuantity",
+    "ip",
+    "isIP",
+    "ip.isCanonical",
+    "cidr",
+    "isCIDR",
 ];
 
 /// Every member function name the checker accepts.
@@ -84,6 +89,17 @@ pub const MEMBERS: &[&str] = &[
     "hasValue",
     "value",
     "orValue",
+    "family",
+    "isUnspecified",
+    "isLoopback",
+    "isLinkLocalMulticast",
+    "isLinkLocalUnicast",
+    "isGlobalUnicast",
+    "containsIP",
+    "containsCIDR",
+    "ip",
+    "masked",
+    "prefixLength",
 ];
 
 pub fn call(
@@ -202,6 +218,8 @@ fn to_string(x: &Value) -> Result<Value, EvalError> {
         Value::Duration(d) => format_duration(d),
         Value::Quantity(q) => q.text.clone(),
         Value::Type(t) => t.to_string(),
+        Value::Ip(ip) => ip.to_string(),
+        Value::Cidr(ip, len) => format!("{ip}/{len}"),
         _ => return Err(EvalError::no_overload()),
     };
     Ok(Value::str(&s))

@@ -1,12 +1,12 @@
 //! The Kubernetes CEL libraries over strings and lists (upstream's `library/` package and
 //! cel-go's strings extension): `charAt`, `indexOf`, `lastIndexOf`, `lowerAscii`, `upperAscii`,
 //! `replace`, `split`, `substring`, `trim`, `join`; `isSorted`, `sum`, `min`, `max`, list
-//! `indexOf`/`lastIndexOf`; regex `find`/`findAll`. URL and quantity calls are passed on to
+//! `indexOf`/`lastIndexOf`; regex `find`/`findAll`. URL, IP/CIDR and quantity calls go to
 //! their own files. String positions count code points, as CEL does.
 
 use super::eval::Eval;
 use super::value::{compare, equals, EvalError, Value};
-use super::{quantity, url};
+use super::{ip, quantity, url};
 use std::cmp::Ordering;
 use std::rc::Rc;
 
@@ -30,6 +30,7 @@ pub fn call(
         }
         (target, name, _) => match target {
             Some(Quantity(_)) | None if quantity::owns(name) => quantity::call(target, name, &args),
+            Some(Ip(_) | Cidr(..)) | None if ip::owns(name) => ip::call(target, name, &args),
             _ => url::call(target, name, &args),
         },
     }

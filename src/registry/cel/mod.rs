@@ -6,7 +6,7 @@
 //!
 //! Written here because no maintained Rust crate implements CEL with the Kubernetes libraries
 //! and the schema-typed values the apiserver gives `self`. Not supported: the optional syntax
-//! (`?.`, `[?`, `optional.of`), `format`, the IP/CIDR libraries, message construction.
+//! (`?.`, `[?`, `optional.of`), `format`, message construction.
 //!
 //! This module never does I/O, never panics on input (rules and objects are user-supplied), and
 //! never runs unbounded: parsing depth, evaluation cost and produced sizes are all limited.
@@ -17,6 +17,7 @@ mod compile;
 mod crd;
 mod eval;
 mod functions;
+mod ip;
 mod lexer;
 mod library;
 mod ops;

@@ -286,6 +286,13 @@ impl Parser {
             _ => None,
         };
         let Some(kind) = kind else {
+            // A namespaced global function (`ip.isCanonical(s)`).
+            if matches!(&target.kind, Kind::Ident(ns) if ns == "ip") && name == "isCanonical" {
+                return Ok(Node::new(
+                    pos,
+                    Kind::Call(None, "ip.isCanonical".into(), args),
+                ));
+            }
             return Ok(Node::new(
                 pos,
                 Kind::Call(Some(Box::new(target)), name, args),

@@ -301,6 +301,44 @@ fn urls() {
 }
 
 #[test]
+fn ips_and_cidrs() {
+    ok(
+        "isIP('10.0.0.1') && isIP('::1') && !isIP('10.0.0.300') && !isIP('::ffff:1.2.3.4')",
+        "true",
+    );
+    ok(
+        "ip.isCanonical('2001:db8::1') && !ip.isCanonical('2001:DB8::1')",
+        "true",
+    );
+    ok("ip('10.1.2.3').family()", "4");
+    ok("ip('fe80::1').isLinkLocalUnicast()", "true");
+    ok("ip('224.0.0.5').isLinkLocalMulticast()", "true");
+    ok(
+        "ip('127.0.0.1').isLoopback() && ip('0.0.0.0').isUnspecified()",
+        "true",
+    );
+    ok(
+        "ip('8.8.8.8').isGlobalUnicast() && !ip('127.0.0.1').isGlobalUnicast()",
+        "true",
+    );
+    ok("cidr('10.0.0.0/8').containsIP(ip('10.1.2.3'))", "true");
+    ok("cidr('10.0.0.0/8').containsIP('11.0.0.1')", "false");
+    ok("cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16')", "true");
+    ok(
+        "cidr('10.1.0.0/16').containsCIDR(cidr('10.0.0.0/8'))",
+        "false",
+    );
+    ok("string(cidr('10.1.2.3/8').masked())", "'10.0.0.0/8'");
+    ok("cidr('10.1.2.3/8').ip() == ip('10.1.2.3')", "true");
+    ok("cidr('2001:db8::/32').prefixLength()", "32");
+    ok(
+        "isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && !isCIDR('10.0.0.0')",
+        "true",
+    );
+    err("ip('nope')", "parse error");
+}
+
+#[test]
 fn cost_limit_stops_runaway_expressions() {
     // Ten nested loops over ten elements: 10^10 steps would never finish.
     let mut src = "true".to_string();

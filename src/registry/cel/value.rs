@@ -74,6 +74,8 @@ pub enum Value {
     Type(Rc<str>),
     Quantity(Rc<Qty>),
     Url(Rc<Url>),
+    Ip(std::net::IpAddr),
+    Cidr(std::net::IpAddr, u8),
     /// An `optional` value: only `oldSelf` of an `optionalOldSelf` rule is one.
     Optional(Option<Rc<Value>>),
 }
@@ -99,6 +101,8 @@ impl Value {
             Value::Type(_) => "type",
             Value::Quantity(_) => "kubernetes.Quantity",
             Value::Url(_) => "kubernetes.URL",
+            Value::Ip(_) => "net.IP",
+            Value::Cidr(..) => "net.CIDR",
             Value::Optional(_) => "optional_type",
         }
     }
@@ -201,6 +205,8 @@ pub fn equals(a: &Value, b: &Value) -> bool {
         (Value::Type(x), Value::Type(y)) => x == y,
         (Value::Quantity(x), Value::Quantity(y)) => x.cmp(y) == Ordering::Equal,
         (Value::Url(x), Value::Url(y)) => x == y,
+        (Value::Ip(x), Value::Ip(y)) => x == y,
+        (Value::Cidr(x, a), Value::Cidr(y, b)) => x == y && a == b,
         (Value::Optional(x), Value::Optional(y)) => match (x, y) {
             (None, None) => true,
             (Some(p), Some(q)) => equals(p, q),
