@@ -28,8 +28,12 @@ pub fn to_value(v: &Json, schema: &Json, root: bool) -> Value {
                     }
                     Some(None) => {}
                     None => {
+                        let key = Key::Str(Rc::from(k.as_str()));
                         if let Some(p) = s.and_then(properties).and_then(|p| p.get(k)) {
-                            out.insert(Key::Str(Rc::from(k.as_str())), to_value(x, p, false));
+                            out.insert(key, to_value(x, p, false));
+                        } else if s.is_some_and(|s| flag(s, "x-kubernetes-preserve-unknown-fields"))
+                        {
+                            out.insert(key, dynamic(x));
                         }
                     }
                 }

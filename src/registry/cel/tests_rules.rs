@@ -279,6 +279,22 @@ fn optional_old_self_rules_run_on_create() {
     );
 }
 
+#[test]
+fn embedded_resources_are_roots_of_their_own() {
+    let s = json!({"type": "object", "properties": {"template": {
+        "type": "object",
+        "x-kubernetes-embedded-resource": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": [
+            {"rule": "self.kind == 'Pod' && self.metadata.name == 'p' && self.spec.x == 1"},
+            {"rule": "!has(self.metadata.namespace)"}
+        ]
+    }}});
+    let rules = RuleSet::new(&s);
+    let o = json!({"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"}, "spec": {"x": 1}}});
+    assert_eq!(rules.validate(&o, None).0, vec![]);
+}
+
 /// The per-object cost of five rules, printed for the record (`cargo test --lib
 /// cel::tests_rules::five_rules_cost -- --nocapture`).
 #[test]
