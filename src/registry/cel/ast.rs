@@ -94,12 +94,43 @@ pub enum Kind {
 pub struct Node {
     /// Byte offset of the node in the source.
     pub pos: usize,
+    /// The height of the tree below (and including) this node; the parser bounds it, so that
+    /// checking, evaluating and dropping a tree never recurses deeply.
+    pub height: usize,
     pub kind: Kind,
 }
 
 impl Node {
     pub fn new(pos: usize, kind: Kind) -> Node {
-        Node { pos, kind }
+        let h = |n: &Node| n.height;
+        let below = match &kind {
+            Kind::Lit(_) | Kind::Ident(_) => 0,
+            Kind::Select(o, _) | Kind::Has(o, _) | Kind::Not(o) | Kind::Neg(o) => h(o),
+            Kind::Index(a, b) | Kind::Bin(_, a, b) | Kind::And(a, b) | Kind::Or(a, b) => {
+                h(a).max(h(b))
+            }
+            Kind::Call(t, _, args) => args
+                .iter()
+                .map(h)
+                .chain(t.iter().map(|t| h(t)))
+                .max()
+                .unwrap_or(0),
+            Kind::List(items) => items.iter().map(h).max().unwrap_or(0),
+            Kind::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| h(k).max(h(v)))
+                .max()
+                .unwrap_or(0),
+            Kind::Cond(a, b, c) => h(a).max(h(b)).max(h(c)),
+            Kind::Macro(m) => h(&m.range)
+                .max(h(&m.body))
+                .max(m.filter.as_ref().map(h).unwrap_or(0)),
+        };
+        Node {
+            pos,
+            height: below + 1,
+            kind,
+        }
     }
 
     /// Whether the expression mentions the variable `name` outside a macro that rebinds it.

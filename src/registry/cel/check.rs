@@ -360,6 +360,7 @@ pub fn literal_regexes(
                 if let Some(Node {
                     kind: Kind::Lit(Lit::Str(p)),
                     pos,
+                    ..
                 }) = pat
                 {
                     let re = regex::RegexBuilder::new(p)

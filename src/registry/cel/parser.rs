@@ -9,6 +9,8 @@ use super::CompileError;
 
 /// How deeply expressions may nest (cel-go's parser allows 250; Kubernetes rules are small).
 const MAX_DEPTH: usize = 100;
+/// How tall the syntax tree may grow (long operator chains make tall trees without nesting).
+const MAX_HEIGHT: usize = 200;
 
 pub fn parse(src: &str) -> Result<Node, CompileError> {
     let toks = lex(src)?;
@@ -78,6 +80,18 @@ impl Parser {
         ))
     }
 
+    /// Builds a node, refusing trees taller than [`MAX_HEIGHT`].
+    fn mk(&self, pos: usize, kind: Kind) -> Result<Node, CompileError> {
+        let n = Node::new(pos, kind);
+        if n.height > MAX_HEIGHT {
+            return Err(CompileError::syntax(
+                pos,
+                &format!("expression recursion limit exceeded: {MAX_HEIGHT}"),
+            ));
+        }
+        Ok(n)
+    }
+
     fn enter(&mut self) -> Result<(), CompileError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -97,10 +111,7 @@ impl Parser {
             let a = self.or()?;
             self.expect(":")?;
             let b = self.expr()?;
-            Ok(Node::new(
-                pos,
-                Kind::Cond(Box::new(cond), Box::new(a), Box::new(b)),
-            ))
+            self.mk(pos, Kind::Cond(Box::new(cond), Box::new(a), Box::new(b)))
         } else {
             Ok(cond)
         };
@@ -113,7 +124,7 @@ impl Parser {
         while self.is("||") {
             let pos = self.bump().1;
             let r = self.and()?;
-            l = Node::new(pos, Kind::Or(Box::new(l), Box::new(r)));
+            l = self.mk(pos, Kind::Or(Box::new(l), Box::new(r)))?;
         }
         Ok(l)
     }
@@ -123,7 +134,7 @@ impl Parser {
         while self.is("&&") {
             let pos = self.bump().1;
             let r = self.relation()?;
-            l = Node::new(pos, Kind::And(Box::new(l), Box::new(r)));
+            l = self.mk(pos, Kind::And(Box::new(l), Box::new(r)))?;
         }
         Ok(l)
     }
@@ -143,7 +154,7 @@ impl Parser {
             };
             let pos = self.bump().1;
             let r = self.addition()?;
-            l = Node::new(pos, Kind::Bin(op, Box::new(l), Box::new(r)));
+            l = self.mk(pos, Kind::Bin(op, Box::new(l), Box::new(r)))?;
         }
     }
 
@@ -157,7 +168,7 @@ impl Parser {
             };
             let pos = self.bump().1;
             let r = self.multiplication()?;
-            l = Node::new(pos, Kind::Bin(op, Box::new(l), Box::new(r)));
+            l = self.mk(pos, Kind::Bin(op, Box::new(l), Box::new(r)))?;
         }
     }
 
@@ -172,7 +183,7 @@ impl Parser {
             };
             let pos = self.bump().1;
             let r = self.unary()?;
-            l = Node::new(pos, Kind::Bin(op, Box::new(l), Box::new(r)));
+            l = self.mk(pos, Kind::Bin(op, Box::new(l), Box::new(r)))?;
         }
     }
 
@@ -181,7 +192,7 @@ impl Parser {
         let r = if self.is("!") {
             let pos = self.bump().1;
             let e = self.unary()?;
-            Ok(Node::new(pos, Kind::Not(Box::new(e))))
+            self.mk(pos, Kind::Not(Box::new(e)))
         } else if self.is("-") {
             let pos = self.bump().1;
             // Fold a negative numeric literal, so that the smallest int is expressible.
@@ -200,7 +211,7 @@ impl Parser {
                 }
                 _ => {
                     let e = self.unary()?;
-                    Ok(Node::new(pos, Kind::Neg(Box::new(e))))
+                    self.mk(pos, Kind::Neg(Box::new(e)))
                 }
             }
         } else {
@@ -224,7 +235,7 @@ impl Parser {
                     let args = self.args(")")?;
                     e = self.member_call(pos, e, name, args)?;
                 } else {
-                    e = Node::new(pos, Kind::Select(Box::new(e), name));
+                    e = self.mk(pos, Kind::Select(Box::new(e), name))?;
                 }
             } else if self.is("[") {
                 let pos = self.bump().1;
@@ -233,7 +244,7 @@ impl Parser {
                 }
                 let i = self.expr()?;
                 self.expect("]")?;
-                e = Node::new(pos, Kind::Index(Box::new(e), Box::new(i)));
+                e = self.mk(pos, Kind::Index(Box::new(e), Box::new(i)))?;
             } else {
                 return Ok(e);
             }
@@ -288,15 +299,9 @@ impl Parser {
         let Some(kind) = kind else {
             // A namespaced global function (`ip.isCanonical(s)`).
             if matches!(&target.kind, Kind::Ident(ns) if ns == "ip") && name == "isCanonical" {
-                return Ok(Node::new(
-                    pos,
-                    Kind::Call(None, "ip.isCanonical".into(), args),
-                ));
+                return self.mk(pos, Kind::Call(None, "ip.isCanonical".into(), args));
             }
-            return Ok(Node::new(
-                pos,
-                Kind::Call(Some(Box::new(target)), name, args),
-            ));
+            return self.mk(pos, Kind::Call(Some(Box::new(target)), name, args));
         };
         let var = match &args[0].kind {
             Kind::Ident(v) => v.clone(),
@@ -309,7 +314,7 @@ impl Parser {
         };
         let body = args.pop().expect("two or three arguments");
         let filter = if args.len() == 2 { args.pop() } else { None };
-        Ok(Node::new(
+        self.mk(
             pos,
             Kind::Macro(Box::new(Macro {
                 kind,
@@ -318,7 +323,7 @@ impl Parser {
                 filter,
                 body,
             })),
-        ))
+        )
     }
 
     fn primary(&mut self) -> Result<Node, CompileError> {
@@ -343,11 +348,11 @@ impl Parser {
                             [Node {
                                 kind: Kind::Select(o, f),
                                 ..
-                            }] => Ok(Node::new(pos, Kind::Has(o.clone(), f.clone()))),
+                            }] => self.mk(pos, Kind::Has(o.clone(), f.clone())),
                             _ => Err(CompileError::syntax(pos, "invalid argument to has() macro")),
                         };
                     }
-                    return Ok(Node::new(pos, Kind::Call(None, w, args)));
+                    return self.mk(pos, Kind::Call(None, w, args));
                 }
                 if self.is("{") {
                     return Err(CompileError::syntax(
@@ -368,7 +373,7 @@ impl Parser {
             }
             Tok::Punct("[") => {
                 let items = self.args("]")?;
-                Ok(Node::new(pos, Kind::List(items)))
+                self.mk(pos, Kind::List(items))
             }
             Tok::Punct("{") => {
                 let mut entries = vec![];
@@ -387,7 +392,7 @@ impl Parser {
                         }
                     }
                 }
-                Ok(Node::new(pos, Kind::Map(entries)))
+                self.mk(pos, Kind::Map(entries))
             }
             t => Err(CompileError::syntax(
                 pos,

@@ -8,7 +8,7 @@ use super::compile::{build, Rule, SNode};
 use super::schema::to_value;
 use super::value::{ErrKind, Value};
 use super::{PER_CALL_LIMIT, RUNTIME_BUDGET};
-use crate::registry::schema::{go_quote, json_eq, SchemaError};
+use crate::registry::schema::{exceeds_depth, go_quote, json_eq, SchemaError, MAX_DEPTH};
 use serde_json::Value as Json;
 use std::rc::Rc;
 
@@ -241,9 +241,11 @@ pub fn validate_custom(
     old: Option<&Json>,
     prior: &[SchemaError],
 ) -> (Vec<SchemaError>, Vec<String>) {
-    if rules.is_empty() {
+    // Too deep an object is already an error of its own, and converting it would recurse.
+    if rules.is_empty() || exceeds_depth(obj, MAX_DEPTH).is_some() {
         return (vec![], vec![]);
     }
+    let old = old.filter(|o| exceeds_depth(o, MAX_DEPTH).is_none());
     let blocking = prior
         .iter()
         .any(|e| matches!(e.reason, "FieldValueTypeInvalid" | "FieldValueNotSupported"));

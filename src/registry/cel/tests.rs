@@ -362,6 +362,14 @@ fn parser_depth_is_bounded() {
     let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
     let e = Program::parse(&deep).expect_err("deep nesting parsed");
     assert!(e.message.contains("recursion limit"), "{}", e.message);
+    // Long operator and selection chains make tall trees without any nesting.
+    let chain = vec!["1"; 100_000].join(" + ");
+    let e = Program::parse(&chain).expect_err("tall tree parsed");
+    assert!(e.message.contains("recursion limit"), "{}", e.message);
+    let select = format!("{{'a': 1}}{}", ".a".repeat(100_000));
+    assert!(Program::parse(&select).is_err());
+    let ok_chain = vec!["1"; 150].join(" + ");
+    assert!(Program::parse(&ok_chain).is_ok());
     let e = Program::parse("1 + ").expect_err("bad syntax parsed");
     assert_eq!(
         e.render("1 + "),
