@@ -175,6 +175,23 @@ fn the_cost_budget_stops_expensive_rules() {
 }
 
 #[test]
+fn the_object_budget_is_shared_by_all_rules() {
+    let s = json!({"type": "object", "properties": {"rows": {"type": "array", "items": {
+        "type": "array", "items": {"type": "integer"},
+        "x-kubernetes-validations": [{"rule": "self.all(a, self.all(b, a + b >= 0))"}]}}}});
+    let rules = RuleSet::new(&s);
+    let row: Vec<i64> = (0..300).collect();
+    let o = json!({"rows": vec![row; 40]});
+    let (errs, _) = rules.validate(&o, None);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].message.ends_with(": Invalid value: \"array\": validation failed due to running out of cost budget, no further validation rules will be run"),
+        "{}",
+        errs[0].message
+    );
+}
+
+#[test]
 fn blocking_schema_errors_skip_rules() {
     let rules = RuleSet::new(&schema());
     let prior = vec![crate::registry::schema::SchemaError {
