@@ -163,7 +163,16 @@ impl Registry {
         let Some(s) = &c.schema else {
             return Ok(());
         };
-        let mut se = schema::validate(s, obj);
+        // A status update changes only status: schema errors elsewhere were there before and
+        // are left alone, as upstream's ratcheting leaves unchanged fields.
+        let mut se: Vec<schema::SchemaError> = schema::validate(s, obj)
+            .into_iter()
+            .filter(|e| {
+                e.field == "status"
+                    || e.field.starts_with("status.")
+                    || e.field.starts_with("status[")
+            })
+            .collect();
         let (ce, ratcheted) = cel::validate_custom(&c.cel, obj, Some(old), &se);
         se.extend(ce);
         warnings.extend(ratcheted);
