@@ -155,6 +155,11 @@ pub fn call(
     }
 }
 
+/// cel-go's error for a string that does not convert.
+fn conversion(to: &str) -> EvalError {
+    EvalError::new(format!("type conversion error from 'string' to '{to}'"))
+}
+
 fn to_int(x: &Value) -> Result<Value, EvalError> {
     let range = || EvalError::new("integer overflow");
     Ok(Value::Int(match x {
@@ -166,9 +171,7 @@ fn to_int(x: &Value) -> Result<Value, EvalError> {
             }
             d.trunc() as i64
         }
-        Value::String(s) => s
-            .parse()
-            .map_err(|_| EvalError::new(format!("cannot convert '{s}' to int")))?,
+        Value::String(s) => s.parse().map_err(|_| conversion("int"))?,
         Value::Timestamp(t) => t.as_second(),
         _ => return Err(EvalError::no_overload()),
     }))
@@ -185,9 +188,7 @@ fn to_uint(x: &Value) -> Result<Value, EvalError> {
             }
             d.trunc() as u64
         }
-        Value::String(s) => s
-            .parse()
-            .map_err(|_| EvalError::new(format!("cannot convert '{s}' to uint")))?,
+        Value::String(s) => s.parse().map_err(|_| conversion("uint"))?,
         _ => return Err(EvalError::no_overload()),
     }))
 }
@@ -197,9 +198,7 @@ fn to_double(x: &Value) -> Result<Value, EvalError> {
         Value::Double(d) => *d,
         Value::Int(i) => *i as f64,
         Value::Uint(u) => *u as f64,
-        Value::String(s) => s
-            .parse()
-            .map_err(|_| EvalError::new(format!("cannot convert '{s}' to double")))?,
+        Value::String(s) => s.parse().map_err(|_| conversion("double"))?,
         _ => return Err(EvalError::no_overload()),
     }))
 }
@@ -231,9 +230,7 @@ fn to_bool(x: &Value) -> Result<Value, EvalError> {
         Value::String(s) => match &**s {
             "1" | "t" | "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
             "0" | "f" | "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
-            _ => Err(EvalError::new(
-                "type conversion error from 'string' to 'bool'",
-            )),
+            _ => Err(conversion("bool")),
         },
         _ => Err(EvalError::no_overload()),
     }
@@ -257,20 +254,16 @@ pub fn format_duration(d: &jiff::SignedDuration) -> String {
 }
 
 fn parse_timestamp(s: &str) -> Result<Value, EvalError> {
-    let t: jiff::Timestamp = s.parse().map_err(|e| {
-        EvalError::new(format!(
-            "type conversion error from 'string' to 'google.protobuf.Timestamp': {e}"
-        ))
-    })?;
+    let t: jiff::Timestamp = s
+        .parse()
+        .map_err(|_| conversion("google.protobuf.Timestamp"))?;
     ts(t)
 }
 
 /// Go's `time.ParseDuration` syntax: a sequence of decimal numbers with units (h, m, s, ms,
 /// us, µs, ns), optionally signed.
 pub fn parse_duration(s: &str) -> Result<jiff::SignedDuration, EvalError> {
-    let bad = || {
-        EvalError::new(format!("type conversion error from 'string' to 'google.protobuf.Duration': invalid duration {s:?}"))
-    };
+    let bad = || conversion("google.protobuf.Duration");
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),

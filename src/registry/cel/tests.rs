@@ -181,7 +181,7 @@ fn strings() {
     ok("int('-42')", "-42");
     ok("double('2.5')", "2.5");
     ok("bool('true')", "true");
-    err("int('x')", "cannot convert");
+    err("int('x')", "type conversion error from 'string' to 'int'");
 }
 
 #[test]
@@ -238,11 +238,21 @@ fn timestamps_and_durations() {
     );
     ok("int(timestamp('1970-01-01T00:01:00Z'))", "60");
     err(
-        "timestamp('9999-12-31T23:59:59Z') + duration('1s')",
+        "timestamp('9999-12-30T21:00:00Z') + duration('2h')",
         "timestamp overflow",
     );
-    err("duration('1x')", "invalid duration");
-    err("timestamp('yesterday')", "conversion error");
+    err(
+        "timestamp('0001-01-01T00:00:00Z') - duration('1s')",
+        "timestamp overflow",
+    );
+    err(
+        "duration('1x')",
+        "type conversion error from 'string' to 'google.protobuf.Duration'",
+    );
+    err(
+        "timestamp('yesterday')",
+        "type conversion error from 'string' to 'google.protobuf.Timestamp'",
+    );
 }
 
 #[test]
