@@ -285,3 +285,84 @@ fn crds_with_bad_rules_are_refused() {
         &crd_with_rule("good", "self.replicas > 1"),
     );
 }
+
+fn ratchet_crd(rule: Option<&str>) -> String {
+    let rules = rule
+        .map(|r| {
+            format!("\n                x-kubernetes-validations:\n                - rule: \"{r}\"")
+        })
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: dials.cel.example.com
+spec:
+  group: cel.example.com
+  scope: Namespaced
+  names: {{plural: dials, singular: dial, kind: Dial}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              note: {{type: string}}
+              level:
+                type: integer{rules}
+"#
+    )
+}
+
+#[test]
+fn unchanged_values_are_ratcheted_to_warnings() {
+    let s = TestServer::start();
+    s.k_in(&["apply", "-f", "-"], &ratchet_crd(None));
+    s.k(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/dials.cel.example.com",
+        "--timeout=10s",
+    ]);
+    s.k_in(
+        &["apply", "-f", "-"],
+        "apiVersion: cel.example.com/v1\nkind: Dial\nmetadata: {name: d}\nspec: {level: 5, note: a}\n",
+    );
+    // A rule added later: the stored level breaks it.
+    s.k_in(&["apply", "-f", "-"], &ratchet_crd(Some("self < 3")));
+    // An update that leaves the level alone is accepted, with the error as a warning.
+    let (ok, _, err) = s.kubectl(&[
+        "patch",
+        "dial",
+        "d",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"note\":\"b\"}}",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        err.trim(),
+        "Warning: spec.level: Invalid value: \"integer\": failed rule: self < 3"
+    );
+    // Changing the level to another bad value is refused.
+    let (ok, _, err) = s.kubectl(&[
+        "patch",
+        "dial",
+        "d",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"level\":6}}",
+    ]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "The Dial \"d\" is invalid: spec.level: Invalid value: \"integer\": failed rule: self < 3"
+    );
+}
