@@ -326,6 +326,23 @@ fn replace_conflict_edit_delete() {
     let fresh = s.k(&["get", "cm", "cfg", "-o", "yaml"]);
     s.k_in(&["replace", "-f", "-"], &fresh.replace("k: v2", "k: v3"));
     assert_eq!(s.k(&["get", "cm", "cfg", "-o", "jsonpath={.data.k}"]), "v3");
+    // The file a user wrote, with no generation or resourceVersion: an unconditional
+    // replace, and the generation is the server's to count.
+    s.k_in(&["create", "-f", "-"], DEPLOY);
+    let out = s.k_in(
+        &["replace", "-f", "-"],
+        &DEPLOY.replace("web:1.0", "web:2.0"),
+    );
+    assert!(out.contains("deployment.apps/web replaced"), "{out}");
+    let generation = s.k(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(generation, "2");
+    s.k(&["delete", "deploy", "web"]);
 
     let editor = s.data_dir().join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/k: v3/k: edited/' \"$1\"\n").unwrap();
@@ -513,6 +530,47 @@ spec:
     assert_eq!(
         s.k(&["get", "widget", "w1", "-o", "jsonpath={.spec.replicas}"]),
         "4"
+    );
+    // Applied again with a change: kubectl picks the patch type from the OpenAPI document,
+    // which must not offer strategic merge for a custom kind.
+    let w = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 5}\n";
+    let out = s.k_in(&["apply", "-f", "-"], w);
+    assert!(out.contains("widget.example.com/w1 configured"), "{out}");
+    assert_eq!(
+        s.k(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]),
+        "5"
+    );
+    let out = s.k_in(&["apply", "-f", "-"], w);
+    assert!(out.contains("widget.example.com/w1 unchanged"), "{out}");
+    let (ok, _, err) = s.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"size":6}}"#,
+    ]);
+    assert!(
+        !ok && err.contains("accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{err}"
+    );
+    let exported = s.k(&["get", "wd", "w1", "-o", "yaml"]);
+    let out = s.k_in(
+        &["replace", "-f", "-"],
+        &exported.replace("size: 5", "size: 7"),
+    );
+    assert!(out.contains("widget.example.com/w1 replaced"), "{out}");
+    let out = s.k_in(&["replace", "-f", "-"], &w.replace("size: 5", "size: 8"));
+    assert!(out.contains("widget.example.com/w1 replaced"), "{out}");
+    assert_eq!(
+        s.k(&[
+            "get",
+            "wd",
+            "w1",
+            "-o",
+            "jsonpath={.spec.size} {.metadata.generation}"
+        ]),
+        "8 5"
     );
     s.k(&["delete", "crd", "widgets.example.com"]);
     let (ok, _, _) = s.kubectl(&["get", "widgets"]);

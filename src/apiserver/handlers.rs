@@ -428,14 +428,27 @@ pub(super) async fn patch_object(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let pt = PatchType::from_content_type(ct.split(';').next().unwrap_or_default().trim())
-        .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    // The order of upstream's message; custom resources have no patch strategies.
+    let accepted: &[&str] = if res.is_custom() {
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
+    } else {
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
+    };
+    let pt = PatchType::from_content_type(ct)
+        .filter(|pt| *pt != PatchType::StrategicMerge || !res.is_custom())
+        .ok_or_else(|| ApiError::unsupported_patch_type(accepted))?;
     let mut opts = write_options(query, headers, user)?;
     guard_grants(srv, res, ns, user, &mut opts);
     let patch_doc = parse_body(headers, body)?;
-    if pt == PatchType::StrategicMerge && res.is_custom() {
-        return Err(ApiError::unsupported_media_type(ct));
-    }
     if pt == PatchType::Apply && query.get("fieldManager").is_none_or(|m| m.is_empty()) {
         return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
     }

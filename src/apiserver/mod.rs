@@ -77,6 +77,7 @@ impl ApiServer {
                 namespaced: r.namespaced,
                 verbs: r.verbs.clone(),
                 subresources: r.subresources.clone(),
+                strategic_merge_patch: true,
             })
             .collect();
         Arc::new(ApiServer {

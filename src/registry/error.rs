@@ -70,6 +70,17 @@ impl ApiError {
     pub fn unsupported_media_type(ct: &str) -> Self {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct:?})"))
     }
+    /// A PATCH in a media type the resource does not take, naming those it does.
+    pub fn unsupported_patch_type(accepted: &[&str]) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
     pub fn too_large() -> Self {
         Self::new(
             413,

@@ -159,6 +159,20 @@ pub fn prepare_status_update(obj: &Value, old: &Value) -> Value {
     out
 }
 
+/// The generation is the server's: an update takes the stored one before it is validated
+/// (as upstream's BeforeUpdate does first), so a client's object without one, such as a
+/// hand-written file given to `kubectl replace`, is not a decrement.
+pub fn keep_generation(obj: &mut Value, old: &Value) {
+    // A malformed object is left for validation to report.
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    match old["metadata"].get("generation") {
+        Some(g) => m.insert("generation".into(), g.clone()),
+        None => m.remove("generation"),
+    };
+}
+
 fn keep_server_meta(obj: &mut Value, old: &Value) {
     let om = old["metadata"].clone();
     let m = meta(obj);

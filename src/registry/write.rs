@@ -168,6 +168,8 @@ impl Registry {
                     .with_message(format!("subresource {other} is not supported")))
             }
             None => {
+                let mut obj = obj;
+                strategy::keep_generation(&mut obj, &old);
                 let mut obj = self.admit(res, obj, Some(&old), opts, &mut warnings)?;
                 strategy::prepare_update(res, &mut obj, &old, &now);
                 opts.check(&obj, Some(&old))?;

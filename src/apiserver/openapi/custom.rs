@@ -85,6 +85,7 @@ pub(super) fn build(crds: &[Value]) -> Custom {
                     .map(|s| s.to_string())
                     .collect(),
                 subresources,
+                strategic_merge_patch: false,
             };
             let fingerprint = custom.sources.entry(key.clone()).or_default();
             fingerprint.push_str(&format!("{plural}|{namespaced}|{:?}|", served.subresources));

@@ -30,6 +30,7 @@ pub(super) fn kind(
         namespaced,
         verbs: ALL_VERBS.iter().map(|v| v.to_string()).collect(),
         subresources: subresources.iter().map(|s| s.to_string()).collect(),
+        strategic_merge_patch: true,
     }
 }
 

@@ -55,6 +55,8 @@ pub struct ServedKind {
     pub verbs: Vec<String>,
     /// "status", "scale", ...
     pub subresources: Vec<String>,
+    /// Whether PATCH takes strategic merge patches (built-in kinds do, custom ones do not).
+    pub strategic_merge_patch: bool,
 }
 
 type GvKey = (String, String);

@@ -16,6 +16,20 @@ pub(super) enum Body {
     Text,
 }
 
+/// The media types PATCH takes on built-in kinds, and on custom ones (which have no patch
+/// strategies, so no strategic merge), as upstream lists them.
+pub(super) const PATCH_TYPES: [&str; 4] = [
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+];
+pub(super) const CUSTOM_PATCH_TYPES: [&str; 3] = [
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+];
+
 pub(super) struct Operation {
     pub method: &'static str,
     pub action: &'static str,
@@ -23,9 +37,9 @@ pub(super) struct Operation {
     pub description: String,
     pub tag: String,
     pub params: &'static [&'static Param],
-    /// Request body; `patch` marks the patch media types.
+    /// Request body; `patch` names the patch media types it is sent in.
     pub request: Option<String>,
-    pub patch: bool,
+    pub patch: Option<&'static [&'static str]>,
     /// Success codes and the body each returns.
     pub responses: Vec<(&'static str, Body)>,
     pub gvk: Value,
@@ -102,7 +116,7 @@ pub(super) fn group_version_paths(
             tag: tag.clone(),
             params: &[],
             request: None,
-            patch: false,
+            patch: None,
             responses: vec![("200", Body::Def(API_RESOURCE_LIST.into()))],
             gvk: Value::Null,
         }],
@@ -148,7 +162,11 @@ fn kind_paths(
         description,
         tag: tag.to_string(),
         params,
-        patch: method == "patch",
+        patch: (method == "patch").then_some(if k.served.strategic_merge_patch {
+            &PATCH_TYPES[..]
+        } else {
+            &CUSTOM_PATCH_TYPES[..]
+        }),
         request,
         responses,
         gvk: this.clone(),
@@ -328,7 +346,7 @@ fn kind_paths(
                         None,
                         vec![("200", Body::Text)],
                     );
-                    o.patch = false;
+                    o.patch = None;
                     o.gvk = options.clone();
                     ops.push(o);
                 }

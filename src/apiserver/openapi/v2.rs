@@ -3,7 +3,7 @@
 
 use super::paths::{self, Body, KindInfo, Operation, Param, PathItem, Resolve};
 use super::schema::{self, GVK_EXT, V2_PREFIX};
-use super::v3::{code_text, PATCH_TYPES};
+use super::v3::code_text;
 use serde_json::{json, Map, Value};
 
 /// One group-version's input to the document.
@@ -79,11 +79,7 @@ fn parameter(p: &Param) -> Value {
 }
 
 fn operation(op: &Operation) -> Value {
-    let consumes: Vec<&str> = if op.patch {
-        PATCH_TYPES.to_vec()
-    } else {
-        vec!["*/*"]
-    };
+    let consumes: Vec<&str> = op.patch.map_or_else(|| vec!["*/*"], <[_]>::to_vec);
     let produces: Vec<&str> = if op.responses.iter().any(|(_, b)| matches!(b, Body::Text)) {
         vec!["*/*"]
     } else {

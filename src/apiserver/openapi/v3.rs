@@ -7,12 +7,6 @@ use serde_json::{json, Map, Value};
 
 const RESPONSE_TYPES: [&str; 2] = ["application/json", "application/yaml"];
 const REQUEST_TYPES: [&str; 2] = ["application/json", "application/yaml"];
-pub(super) const PATCH_TYPES: [&str; 4] = [
-    "application/apply-patch+yaml",
-    "application/json-patch+json",
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-];
 
 /// Builds the document of one group-version. `lookup` resolves a
 /// definition name to its canonical schema.
@@ -98,11 +92,7 @@ fn operation(op: &Operation) -> Value {
         v["parameters"] = op.params.iter().map(|p| parameter(p)).collect();
     }
     if let Some(req) = &op.request {
-        let types: &[&str] = if op.patch {
-            &PATCH_TYPES
-        } else {
-            &REQUEST_TYPES
-        };
+        let types: &[&str] = op.patch.unwrap_or(&REQUEST_TYPES);
         v["requestBody"] = json!({
             "content": content(types, json!({"$ref": format!("{V3_PREFIX}{req}")})),
             "required": op.method != "delete",
