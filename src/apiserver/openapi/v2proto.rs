@@ -180,10 +180,10 @@ static BODY_PARAMETER: Msg = Msg::Fields {
 };
 
 static NON_BODY_PARAMETER: Msg = Msg::OneOf(|v| match v.get("in").and_then(Value::as_str)? {
-    "header" => Some((1, Msg(&HEADER_PARAMETER))),
-    "formData" => Some((2, Msg(&FORM_DATA_PARAMETER))),
-    "query" => Some((3, Msg(&QUERY_PARAMETER))),
-    "path" => Some((4, Msg(&PATH_PARAMETER))),
+    "header" => Some((1, Msg(&HEADER_OR_PATH_PARAMETER))),
+    "formData" => Some((2, Msg(&QUERY_OR_FORM_PARAMETER))),
+    "query" => Some((3, Msg(&QUERY_OR_FORM_PARAMETER))),
+    "path" => Some((4, Msg(&HEADER_OR_PATH_PARAMETER))),
     _ => None,
 });
 
@@ -217,23 +217,14 @@ macro_rules! primitive_fields {
     };
 }
 
-static HEADER_PARAMETER: Msg = primitive_fields!(
+/// Header and path parameters have the same fields and numbers.
+static HEADER_OR_PATH_PARAMETER: Msg = primitive_fields!(
     ("required", 1, Bool), ("in", 2, Str), ("description", 3, Str), ("name", 4, Str),
     ; 5, 22
 );
 
-static PATH_PARAMETER: Msg = primitive_fields!(
-    ("required", 1, Bool), ("in", 2, Str), ("description", 3, Str), ("name", 4, Str),
-    ; 5, 22
-);
-
-static QUERY_PARAMETER: Msg = primitive_fields!(
-    ("required", 1, Bool), ("in", 2, Str), ("description", 3, Str), ("name", 4, Str),
-    ("allowEmptyValue", 5, Bool),
-    ; 6, 23
-);
-
-static FORM_DATA_PARAMETER: Msg = primitive_fields!(
+/// Query and form-data parameters have the same fields and numbers.
+static QUERY_OR_FORM_PARAMETER: Msg = primitive_fields!(
     ("required", 1, Bool), ("in", 2, Str), ("description", 3, Str), ("name", 4, Str),
     ("allowEmptyValue", 5, Bool),
     ; 6, 23
@@ -397,8 +388,8 @@ static SECURITY_DEFINITIONS_ITEM: Msg = Msg::OneOf(|v| {
         ("basic", _) => Some((1, Msg(&BASIC_SECURITY))),
         ("apiKey", _) => Some((2, Msg(&API_KEY_SECURITY))),
         ("oauth2", Some("implicit")) => Some((3, Msg(&OAUTH2_IMPLICIT))),
-        ("oauth2", Some("password")) => Some((4, Msg(&OAUTH2_PASSWORD))),
-        ("oauth2", Some("application")) => Some((5, Msg(&OAUTH2_APPLICATION))),
+        ("oauth2", Some("password")) => Some((4, Msg(&OAUTH2_TOKEN_FLOW))),
+        ("oauth2", Some("application")) => Some((5, Msg(&OAUTH2_TOKEN_FLOW))),
         ("oauth2", Some("accessCode")) => Some((6, Msg(&OAUTH2_ACCESS_CODE))),
         _ => None,
     }
@@ -436,18 +427,8 @@ static OAUTH2_IMPLICIT: Msg = Msg::Fields {
     ext: 6,
 };
 
-static OAUTH2_PASSWORD: Msg = Msg::Fields {
-    fields: &[
-        ("type", 1, Str),
-        ("flow", 2, Str),
-        ("scopes", 3, Msg(&OAUTH2_SCOPES)),
-        ("tokenUrl", 4, Str),
-        ("description", 5, Str),
-    ],
-    ext: 6,
-};
-
-static OAUTH2_APPLICATION: Msg = Msg::Fields {
+/// The password and application flows have the same fields and numbers.
+static OAUTH2_TOKEN_FLOW: Msg = Msg::Fields {
     fields: &[
         ("type", 1, Str),
         ("flow", 2, Str),
