@@ -73,10 +73,23 @@ fn upstream_answer(req: &Message, tcp: bool) -> Message {
     m
 }
 
+/// A UDP socket and a TCP listener on one free loopback port. The port the kernel picks for
+/// UDP may be taken for TCP by another test meanwhile: then another port is tried.
+async fn socket_pair() -> (UdpSocket, TcpListener, SocketAddr) {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp, addr),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("binding tcp {addr}: {e}"),
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
 async fn fake_upstream() -> Arc<Upstream> {
-    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (udp, tcp, addr) = socket_pair().await;
     let up = Arc::new(Upstream {
         addr,
         asked: AtomicUsize::new(0),
@@ -119,9 +132,7 @@ async fn start(configure: impl FnOnce(&mut DnsConfig)) -> Dns {
         .unwrap()
         .client;
     let upstream = fake_upstream().await;
-    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (udp, tcp, addr) = socket_pair().await;
     let mut config = DnsConfig::new("cluster.local");
     config.upstreams = vec![upstream.addr];
     config.upstream_timeout = Duration::from_millis(500);
