@@ -10,6 +10,7 @@ pub mod controllers;
 pub mod cron;
 pub mod deploy;
 pub mod dns;
+pub mod goduration;
 pub mod kubelet;
 pub mod pki;
 pub mod proxy;

@@ -3,7 +3,6 @@
 //! Knows nothing of time zones or of finding the next run.
 
 use super::ScheduleError;
-use jiff::SignedDuration;
 
 pub(super) struct Bounds {
     min: u32,
@@ -151,55 +150,4 @@ pub(super) fn range(expr: &str, b: &Bounds) -> Result<(u64, bool), ScheduleError
         v += step;
     }
     Ok((bits, star))
-}
-
-/// Go's `time.ParseDuration` ("1h30m", "90s", "1.5h", ".5h", "0"): numbers with an optional
-/// fraction, each followed by a unit.
-pub(super) fn go_duration(s: &str) -> Option<SignedDuration> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if s == "0" {
-        return Some(SignedDuration::ZERO);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let int = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let mut n = int;
-        if rest[n..].starts_with('.') {
-            n += 1;
-            n += rest[n..]
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len() - n);
-        }
-        // at least one digit before or after the point
-        if n == 0 || &rest[..n] == "." {
-            return None;
-        }
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += num * scale;
-    }
-    let d = SignedDuration::try_from_secs_f64(total).ok()?;
-    Some(if neg { -d } else { d })
 }

@@ -13,7 +13,7 @@
 mod fields;
 mod next;
 
-use fields::{go_duration, range, FIELDS};
+use fields::{range, FIELDS};
 use jiff::tz::TimeZone;
 use jiff::SignedDuration;
 
@@ -99,10 +99,12 @@ impl Schedule {
             "@hourly" => "0 * * * *",
             s if s.starts_with("@every ") => {
                 let duration = s["@every ".len()..].trim();
-                let d = go_duration(duration).ok_or_else(|| ScheduleError::Duration {
-                    spec: s.to_string(),
-                    duration: duration.to_string(),
-                })?;
+                let d = crate::goduration::parse(duration)
+                    .map(SignedDuration::from_nanos)
+                    .ok_or_else(|| ScheduleError::Duration {
+                        spec: s.to_string(),
+                        duration: duration.to_string(),
+                    })?;
                 // robfig: whole seconds, at least one
                 let secs = d.as_secs().max(1);
                 return Ok(Schedule::Every(SignedDuration::from_secs(secs)));

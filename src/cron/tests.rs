@@ -217,17 +217,3 @@ fn errors_in_robfigs_words() {
         "provided bad location Nowhere/Land: unknown time zone Nowhere/Land"
     );
 }
-
-#[test]
-fn go_durations() {
-    for ok in ["1h30m", "90s", "1.5h", ".5h", "5.h", "300ms", "0", "-1m"] {
-        assert!(fields::go_duration(ok).is_some(), "{ok}");
-    }
-    for bad in ["", ".", ".h", "1.5.5h", "5", "h", "1x"] {
-        assert!(fields::go_duration(bad).is_none(), "{bad}");
-    }
-    assert_eq!(
-        fields::go_duration("1h30m"),
-        Some(SignedDuration::from_secs(5400))
-    );
-}

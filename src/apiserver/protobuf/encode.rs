@@ -66,7 +66,7 @@ pub fn encode_message(
             put_int(
                 out,
                 1,
-                parse_go_duration(s).ok_or_else(|| invalid("expected a duration"))?,
+                crate::goduration::parse(s).ok_or_else(|| invalid("expected a duration"))?,
             );
         }
         (Special::RawJson, value) => {
@@ -229,58 +229,4 @@ fn put_one(
         Kind::MapStr | Kind::MapBytes => return Err(invalid("unexpected map")),
     }
     Ok(())
-}
-
-/// Go's `time.ParseDuration`: "1h30m", "1.5s", "-300ms", "0".
-pub fn parse_go_duration(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: i128 = 0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_end);
-        let scale: i128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
-        if whole.is_empty() && frac.is_empty() {
-            return None;
-        }
-        let whole: i128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
-        total += whole.checked_mul(scale)?;
-        let mut place = scale;
-        for d in frac.chars() {
-            place /= 10;
-            total += i128::from(d.to_digit(10)?) * place;
-        }
-        if total > i128::from(i64::MAX) {
-            return None;
-        }
-        rest = next;
-    }
-    i64::try_from(if neg { -total } else { total }).ok()
 }

@@ -263,62 +263,9 @@ fn parse_timestamp(s: &str) -> Result<Value, EvalError> {
 /// Go's `time.ParseDuration` syntax: a sequence of decimal numbers with units (h, m, s, ms,
 /// us, µs, ns), optionally signed.
 pub fn parse_duration(s: &str) -> Result<jiff::SignedDuration, EvalError> {
-    let bad = || conversion("google.protobuf.Duration");
-    let (neg, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Ok(jiff::SignedDuration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total: i128 = 0;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(end);
-        if num.is_empty() || num == "." {
-            return Err(bad());
-        }
-        let uend = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(uend);
-        let scale: i128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        let (ip, fp) = num.split_once('.').unwrap_or((num, ""));
-        let ip: i128 = if ip.is_empty() {
-            0
-        } else {
-            ip.parse().map_err(|_| bad())?
-        };
-        let mut part = ip.checked_mul(scale).ok_or_else(bad)?;
-        let mut f_scale = scale;
-        for c in fp.bytes().take(18) {
-            f_scale /= 10;
-            part += i128::from(c - b'0') * f_scale;
-        }
-        total = total.checked_add(part).ok_or_else(bad)?;
-        if total > i128::from(i64::MAX) {
-            return Err(bad());
-        }
-        rest = next;
-    }
-    let total = if neg { -total } else { total };
-    let secs = (total / 1_000_000_000) as i64;
-    let nanos = (total % 1_000_000_000) as i32;
-    Ok(jiff::SignedDuration::new(secs, nanos))
+    crate::goduration::parse(s)
+        .map(jiff::SignedDuration::from_nanos)
+        .ok_or_else(|| conversion("google.protobuf.Duration"))
 }
 
 fn timestamp_part(t: &jiff::Timestamp, acc: &str, tz: Option<&str>) -> Result<Value, EvalError> {
