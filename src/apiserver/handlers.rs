@@ -428,24 +428,9 @@ pub(super) async fn patch_object(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    // The order of upstream's message; custom resources have no patch strategies.
-    let accepted: &[&str] = if res.is_custom() {
-        &[
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/apply-patch+yaml",
-        ]
-    } else {
-        &[
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
-        ]
-    };
     let pt = PatchType::from_content_type(ct)
         .filter(|pt| *pt != PatchType::StrategicMerge || !res.is_custom())
-        .ok_or_else(|| ApiError::unsupported_patch_type(accepted))?;
+        .ok_or_else(|| ApiError::unsupported_patch_type(PatchType::accepted(res.is_custom())))?;
     let mut opts = write_options(query, headers, user)?;
     guard_grants(srv, res, ns, user, &mut opts);
     let patch_doc = parse_body(headers, body)?;

@@ -3,6 +3,7 @@
 
 use super::schema::{gvk, API_RESOURCE_LIST, DELETE_OPTIONS, PATCH, STATUS};
 use super::ServedKind;
+use crate::apiserver::patch::PatchType;
 use serde_json::Value;
 
 pub(super) use super::params::Param;
@@ -16,19 +17,12 @@ pub(super) enum Body {
     Text,
 }
 
-/// The media types PATCH takes on built-in kinds, and on custom ones (which have no patch
-/// strategies, so no strategic merge), as upstream lists them.
-pub(super) const PATCH_TYPES: [&str; 4] = [
-    "application/apply-patch+yaml",
-    "application/json-patch+json",
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-];
-pub(super) const CUSTOM_PATCH_TYPES: [&str; 3] = [
-    "application/apply-patch+yaml",
-    "application/json-patch+json",
-    "application/merge-patch+json",
-];
+/// Media types in the order the documents list them (alphabetical, as upstream's).
+pub(super) fn sorted(types: &[&'static str]) -> Vec<&'static str> {
+    let mut types = types.to_vec();
+    types.sort_unstable();
+    types
+}
 
 pub(super) struct Operation {
     pub method: &'static str,
@@ -162,11 +156,7 @@ fn kind_paths(
         description,
         tag: tag.to_string(),
         params,
-        patch: (method == "patch").then_some(if k.served.strategic_merge_patch {
-            &PATCH_TYPES[..]
-        } else {
-            &CUSTOM_PATCH_TYPES[..]
-        }),
+        patch: (method == "patch").then(|| PatchType::accepted(!k.served.strategic_merge_patch)),
         request,
         responses,
         gvk: this.clone(),

@@ -79,7 +79,7 @@ fn parameter(p: &Param) -> Value {
 }
 
 fn operation(op: &Operation) -> Value {
-    let consumes: Vec<&str> = op.patch.map_or_else(|| vec!["*/*"], <[_]>::to_vec);
+    let consumes: Vec<&str> = op.patch.map_or_else(|| vec!["*/*"], paths::sorted);
     let produces: Vec<&str> = if op.responses.iter().any(|(_, b)| matches!(b, Body::Text)) {
         vec!["*/*"]
     } else {

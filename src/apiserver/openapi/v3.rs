@@ -92,9 +92,9 @@ fn operation(op: &Operation) -> Value {
         v["parameters"] = op.params.iter().map(|p| parameter(p)).collect();
     }
     if let Some(req) = &op.request {
-        let types: &[&str] = op.patch.unwrap_or(&REQUEST_TYPES);
+        let types = op.patch.map_or(REQUEST_TYPES.to_vec(), paths::sorted);
         v["requestBody"] = json!({
-            "content": content(types, json!({"$ref": format!("{V3_PREFIX}{req}")})),
+            "content": content(&types, json!({"$ref": format!("{V3_PREFIX}{req}")})),
             "required": op.method != "delete",
         });
     }

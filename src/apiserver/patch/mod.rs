@@ -51,6 +51,25 @@ pub enum PatchType {
 }
 
 impl PatchType {
+    /// The media types PATCH takes, in the order upstream names them when it refuses one:
+    /// custom resources have no patch strategies, so no strategic merge.
+    pub fn accepted(custom: bool) -> &'static [&'static str] {
+        if custom {
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ]
+        } else {
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
+            ]
+        }
+    }
+
     /// Map a Content-Type header (parameters such as `charset` ignored) to
     /// a patch type.
     pub fn from_content_type(ct: &str) -> Option<PatchType> {
